@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// backy: block-level backup of VM images (file and Ceph RBD sources) into a
+// deduplicating, verified chunk store, with a scheduler daemon and an NBD server.
+import PackageDescription
+
+let package = Package(
+    name: "backy",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "backy", targets: ["backy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // C libraries, linked from Debian's -dev packages.
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CRBD", path: "Sources/CRBD",
+                       providers: [.apt(["librbd-dev", "librados-dev"])]),
+        .systemLibrary(name: "CLZO", path: "Sources/CLZO",
+                       providers: [.apt(["liblzo2-dev"])]),
+
+        // Store, revisions, maps, locks, verify, purge. The bottom layer.
+        .target(name: "ChunkStore", dependencies: [
+            "CZstd", "CLZO",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Sources (file, ceph-rbd) behind one protocol, and the backup flow.
+        .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "CRBD"],
+                path: "Sources/Sources-Plugins"),
+        // Schedule math, daemon, console, status file, check.
+        .target(name: "Scheduler", dependencies: [
+            "SourcesPlugins",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // NBD protocol and exports over revisions.
+        .target(name: "NBDServer", dependencies: [
+            "SourcesPlugins",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // The command line: parse, call, print.
+        .executableTarget(name: "backy", dependencies: [
+            "Scheduler", "NBDServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+// CZstd: the zstd compression library (Debian libzstd-dev), for chunk payloads.
+#include <zstd.h>

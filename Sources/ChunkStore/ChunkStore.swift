@@ -1,0 +1,209 @@
+// ChunkStore: the content-addressed directory of chunk files of one job,
+// `chunks/<2 hex>/<64 hex>.chunk`. Writes appear whole or not at all
+// (temp file, fsync, rename); every read re-checks the SHA-256.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class ChunkStore: @unchecked Sendable {
+    /// zstd level used for new chunks (override with BACKY_ZSTD_LEVEL).
+    public static let defaultLevel: Int32 = {
+        if let s = ProcessInfo.processInfo.environment["BACKY_ZSTD_LEVEL"], let v = Int32(s) { return v }
+        return 1
+    }()
+
+    public static let suffix = ".chunk"
+    public static let tempSuffix = ".tmp"
+
+    public let root: String
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    /// Creates the store directory, its 256 subdirectories and the `store`
+    /// marker (content "v2", as backy 2.4 expects of a one-level store).
+    public func create() throws {
+        try Posix.mkdirIfMissing(root)
+        for i in 0..<256 {
+            try Posix.mkdirIfMissing(root + "/" + String(format: "%02x", i))
+        }
+        let marker = root + "/store"
+        if !Posix.exists(marker) {
+            try Posix.writeFileAtomically(marker, Array("v2".utf8), mode: 0o644)
+        }
+    }
+
+    public func directory(prefix: String) -> String { root + "/" + prefix }
+
+    public func path(_ id: ChunkID) -> String {
+        root + "/" + id.prefix + "/" + id.hex + ChunkStore.suffix
+    }
+
+    public func exists(_ id: ChunkID) -> Bool {
+        if id.isZero { return true }
+        return access(path(id), F_OK) == 0
+    }
+
+    /// Encodes and writes one chunk. `data` holds the uncompressed bytes whose
+    /// SHA-256 is `id`. The file is fsynced before it is renamed into place;
+    /// the caller fsyncs the subdirectory (see `syncDirectories`).
+    /// `tag` names the writer's session in the temp file name, so purge can
+    /// tell a live writer's temp files from a crashed one's.
+    /// Returns the size of the chunk file.
+    @discardableResult
+    public func write(_ id: ChunkID, data: UnsafeRawBufferPointer, workspace ws: ChunkWorkspace, tag: String) throws -> Int {
+        precondition(!id.isZero, "zero chunks have no file")
+        let n = data.count
+        // Compress; keep the result only where it saves at least 1/32.
+        var codec = ChunkCodec.raw
+        var payloadLength = n
+        let out = UnsafeMutableRawBufferPointer(rebasing: ws.file[ChunkHeader.size...])
+        if let c = ws.compressor.compress(data, into: out), c < n - n / 32 {
+            codec = .zstd
+            payloadLength = c
+        }
+        ChunkHeader(codec: codec, uncompressedLength: UInt32(n), payloadLength: UInt32(payloadLength))
+            .encode(to: ws.file.baseAddress!)
+
+        let final = path(id)
+        let tmp = final + "." + tag + ChunkStore.tempSuffix
+        var fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o440)
+        if fd < 0 && errno == ENOENT {
+            // The subdirectory is missing (a store made by hand): create it.
+            try Posix.mkdirIfMissing(directory(prefix: id.prefix))
+            fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o440)
+        }
+        if fd < 0 { throw BackyError.posix("cannot create \(tmp)") }
+        do {
+            if codec == .zstd {
+                try Posix.pwriteFull(fd, ws.file.baseAddress!, ChunkHeader.size + payloadLength, 0, path: tmp)
+            } else {
+                try Posix.pwriteFull(fd, ws.file.baseAddress!, ChunkHeader.size, 0, path: tmp)
+                try Posix.pwriteFull(fd, data.baseAddress!, n, Int64(ChunkHeader.size), path: tmp)
+            }
+            try Posix.fsync(fd, path: tmp)
+            close(fd)
+            fd = -1
+            try Posix.rename(tmp, final)
+        } catch {
+            if fd >= 0 { close(fd) }
+            Glibc.unlink(tmp)
+            throw error
+        }
+        return ChunkHeader.size + payloadLength
+    }
+
+    /// Reads chunk `id` into `ws.data`, decompresses it and checks its hash.
+    /// Returns the uncompressed length. Throws `ChunkReadError`.
+    public func read(_ id: ChunkID, workspace ws: ChunkWorkspace) throws -> Int {
+        try read(id, into: ws.data, workspace: ws, checkHash: true)
+    }
+
+    /// Reads chunk `id` into `out` (using `ws.file` as scratch and its
+    /// decompressor). With `checkHash` the SHA-256 of the bytes must be `id`.
+    public func read(_ id: ChunkID, into out: UnsafeMutableRawBufferPointer, workspace ws: ChunkWorkspace,
+                     checkHash: Bool) throws -> Int {
+        if id.isZero { throw ChunkReadError(id: id, fault: .corrupt("the zero chunk has no file")) }
+        let p = path(id)
+        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw ChunkReadError(id: id, fault: .missing) }
+            throw ChunkReadError(id: id, fault: .io("cannot open \(p): \(String(cString: strerror(errno)))"))
+        }
+        defer { close(fd) }
+        let n: Int
+        do {
+            var st = stat()
+            if fstat(fd, &st) != 0 { throw ChunkReadError(id: id, fault: .io("cannot stat \(p)")) }
+            let fileSize = Int(st.st_size)
+            let got = try Posix.preadFull(fd, ws.file.baseAddress!, ChunkHeader.size, 0, path: p)
+            let header: ChunkHeader
+            switch ChunkHeader.decode(UnsafeRawBufferPointer(rebasing: ws.file[0..<got])) {
+            case .success(let h): header = h
+            case .failure(let f): throw ChunkReadError(id: id, fault: f)
+            }
+            let pl = Int(header.payloadLength)
+            let ul = Int(header.uncompressedLength)
+            if fileSize < ChunkHeader.size + pl {
+                throw ChunkReadError(id: id, fault: .truncated("\(fileSize - ChunkHeader.size) of \(pl) payload bytes"))
+            }
+            if fileSize > ChunkHeader.size + pl {
+                throw ChunkReadError(id: id, fault: .corrupt("\(fileSize - ChunkHeader.size - pl) trailing bytes"))
+            }
+            if ul > out.count || pl > ws.file.count - ChunkHeader.size {
+                throw ChunkReadError(id: id, fault: .corrupt("length \(ul) exceeds the chunk size"))
+            }
+            switch header.codec {
+            case .raw:
+                let r = try Posix.preadFull(fd, out.baseAddress!, pl, Int64(ChunkHeader.size), path: p)
+                if r != pl { throw ChunkReadError(id: id, fault: .truncated("\(r) of \(pl) payload bytes")) }
+                n = pl
+            case .zstd:
+                let r = try Posix.preadFull(fd, ws.file.baseAddress! + ChunkHeader.size, pl, Int64(ChunkHeader.size), path: p)
+                if r != pl { throw ChunkReadError(id: id, fault: .truncated("\(r) of \(pl) payload bytes")) }
+                let payload = UnsafeRawBufferPointer(rebasing: ws.file[ChunkHeader.size..<(ChunkHeader.size + pl)])
+                do {
+                    n = try ws.decompressor.decompress(payload, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<ul]))
+                } catch {
+                    throw ChunkReadError(id: id, fault: .corrupt("\(error)"))
+                }
+                if n != ul { throw ChunkReadError(id: id, fault: .corrupt("decompressed \(n) bytes, header says \(ul)")) }
+            }
+        } catch let e as ChunkReadError {
+            throw e
+        } catch {
+            throw ChunkReadError(id: id, fault: .io("\(error)"))
+        }
+        if checkHash {
+            let actual = ChunkHash.id(of: UnsafeRawBufferPointer(rebasing: out[0..<n]))
+            if actual != id { throw ChunkReadError(id: id, fault: .hashMismatch(actual: actual)) }
+        }
+        return n
+    }
+
+    /// fsyncs the subdirectories (by first byte) in which chunks were renamed.
+    public func syncDirectories(_ prefixes: Set<UInt8>) throws {
+        for b in prefixes.sorted() {
+            try Posix.fsyncDirectory(root + "/" + String(format: "%02x", b))
+        }
+    }
+
+    /// An entry found when listing the store.
+    public enum Entry {
+        case chunk(ChunkID)
+        case temp(path: String, tag: String)
+        case other(path: String)
+    }
+
+    /// Lists every native chunk file and temp file (unsorted). Files of other
+    /// formats (backy 2.4's `.chunk.lzo`) are reported as `.other`.
+    public func list(_ body: (Entry) throws -> Void) throws {
+        guard Posix.isDirectory(root) else { return }
+        for sub in try Posix.listDirectory(root).sorted() {
+            let dir = root + "/" + sub
+            guard sub.utf8.count == 2, Posix.isDirectory(dir) else { continue }
+            for name in try Posix.listDirectory(dir) {
+                if name.hasSuffix(ChunkStore.suffix), name.utf8.count == 64 + ChunkStore.suffix.utf8.count,
+                   let id = ChunkID(hex: name.prefix(64)) {
+                    try body(.chunk(id))
+                } else if name.hasSuffix(ChunkStore.tempSuffix) {
+                    // <64 hex>.chunk.<tag>.tmp
+                    let parts = name.split(separator: ".")
+                    let tag = parts.count >= 4 ? String(parts[parts.count - 2]) : ""
+                    try body(.temp(path: dir + "/" + name, tag: tag))
+                } else {
+                    try body(.other(path: dir + "/" + name))
+                }
+            }
+        }
+    }
+
+    /// Every native chunk id in the store.
+    public func allChunks() throws -> [ChunkID] {
+        var ids: [ChunkID] = []
+        try list { if case .chunk(let id) = $0 { ids.append(id) } }
+        return ids
+    }
+}

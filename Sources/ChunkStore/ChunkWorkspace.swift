@@ -1,0 +1,26 @@
+// ChunkWorkspace: the buffers and zstd contexts one worker thread reuses for
+// every chunk it handles, so the data path allocates nothing per chunk.
+import Foundation
+
+public final class ChunkWorkspace {
+    public static let chunkSize = 4 * 1024 * 1024
+
+    /// Uncompressed chunk bytes.
+    public let data: UnsafeMutableRawBufferPointer
+    /// Encoded chunk file bytes (header + payload).
+    public let file: UnsafeMutableRawBufferPointer
+    public let compressor: ZstdCompressor
+    public let decompressor: ZstdDecompressor
+
+    public init(chunkSize: Int = ChunkWorkspace.chunkSize, level: Int32 = ChunkStore.defaultLevel) {
+        data = .allocate(byteCount: chunkSize, alignment: 4096)
+        file = .allocate(byteCount: ChunkHeader.size + max(ZstdCompressor.bound(chunkSize), chunkSize), alignment: 4096)
+        compressor = ZstdCompressor(level: level)
+        decompressor = ZstdDecompressor()
+    }
+
+    deinit {
+        data.deallocate()
+        file.deallocate()
+    }
+}

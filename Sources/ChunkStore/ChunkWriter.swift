@@ -1,0 +1,113 @@
+// ChunkWriter: the parallel write half of a backup. Worker threads read
+// chunks from a source callback into their own buffers, skip all-zero ones,
+// hash the rest, pin them for purge, and store the ones the store lacks (or
+// all of them once each while revisions are distrusted). Memory stays at a
+// few buffers per worker whatever the image size.
+import Foundation
+import Logging
+
+public final class ChunkWriter: @unchecked Sendable {
+    public struct Stats: Sendable {
+        public var chunksRead = 0
+        public var chunksZero = 0
+        public var chunksWritten = 0
+        public var chunksReused = 0
+        public var bytesRead: Int64 = 0
+        public var bytesStored: Int64 = 0
+        public init() {}
+    }
+
+    private struct State {
+        var handled = Set<ChunkID>()
+        var written: [ChunkID: Int] = [:]
+        var prefixes = Set<UInt8>()
+        var stats = Stats()
+    }
+
+    public let job: Job
+    public let session: PinSession
+    public let threads: Int
+    /// Rewrite every chunk once even if its file exists (distrust healing).
+    public let forceRewrite: Bool
+    private let state = Locked(State())
+
+    public init(job: Job, session: PinSession, threads: Int = Parallel.defaultThreads, forceRewrite: Bool) {
+        self.job = job
+        self.session = session
+        self.threads = threads
+        self.forceRewrite = forceRewrite
+    }
+
+    public var stats: Stats { state.get.stats }
+    /// Chunks stored by this run, with the first chunk index that produced each.
+    public var written: [ChunkID: Int] { state.get.written }
+
+    /// Reads, hashes and stores the chunks at `indices` of `map` (whose
+    /// image size is already set); fills in their ids. `read(i, buffer)` must
+    /// fill the buffer with the chunk's bytes and return how many it read; it
+    /// is called from several threads at once.
+    public func process(indices: [Int], map: inout ChunkMap,
+                        read: @escaping (Int, UnsafeMutableRawBufferPointer) throws -> Int) throws {
+        let count = map.chunks.count
+        let ids = UnsafeMutableBufferPointer<ChunkID>.allocate(capacity: count)
+        defer { ids.deallocate() }
+        _ = ids.initialize(from: map.chunks)
+        let m = map
+        let store = job.store
+        let jobPath = job.path
+        try Parallel.forEach(count: indices.count, threads: threads,
+                             setup: { _ in (ChunkWorkspace(), Gate(jobPath: jobPath)) }) { w, k in
+            let (ws, gate) = w
+            let i = indices[k]
+            let len = m.length(of: i)
+            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
+            let got = try read(i, buf)
+            if got != len {
+                throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(got) of \(len) bytes (did the source shrink?)")
+            }
+            let id = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
+            ids[i] = id
+            if id.isZero {
+                self.state.with { $0.stats.chunksRead += 1; $0.stats.chunksZero += 1; $0.stats.bytesRead += Int64(len) }
+                return
+            }
+            let first = self.state.with { s -> Bool in
+                s.stats.chunksRead += 1
+                s.stats.bytesRead += Int64(len)
+                return s.handled.insert(id).inserted
+            }
+            if !first {
+                self.state.with { $0.stats.chunksReused += 1 }
+                return
+            }
+            let exists = try gate.shared { () throws -> Bool in
+                try self.session.pin(id)
+                return store.exists(id)
+            }
+            if exists && !self.forceRewrite {
+                self.state.with { $0.stats.chunksReused += 1 }
+                return
+            }
+            let size = try store.write(id, data: UnsafeRawBufferPointer(buf), workspace: ws, tag: self.session.id)
+            self.state.with { s in
+                s.stats.chunksWritten += 1
+                s.stats.bytesStored += Int64(size)
+                s.written[id] = i
+                s.prefixes.insert(UInt8(id.w0 >> 56))
+            }
+        }
+        map.chunks = Array(ids)
+    }
+
+    /// Records chunk ids taken over without reading (a parent's unchanged
+    /// chunks): pins them so purge keeps them.
+    public func adopt(_ adopted: [ChunkID]) throws {
+        let gate = Gate(jobPath: job.path)
+        try gate.shared { try session.pin(adopted) }
+    }
+
+    /// Makes the renames of this run's chunk files durable.
+    public func makeDurable() throws {
+        try job.store.syncDirectories(state.get.prefixes)
+    }
+}

@@ -1,0 +1,151 @@
+// PinSession: how a running backup, restore, verify or NBD session tells
+// purge which chunks it relies on, without holding a lock for its whole run
+// (docs/store-format.md, "Purge and concurrent sessions").
+//
+// Each session owns `.pins/<session>.pin`, flocked exclusively while the
+// process lives. Writers append the 32-byte id of every chunk they store or
+// reuse, before they test the store for it; readers hard-link the maps of
+// the revisions they read as `.pins/<session>.<revision>.map`. Both steps
+// happen inside a short shared hold of the gate `.pins/gate`; purge decides
+// and deletes inside exclusive holds of the same gate. A session whose pin
+// file is not locked is dead, and purge removes its pins and temp files.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class PinSession: @unchecked Sendable {
+    public static let directoryName = ".pins"
+    public static let gateName = "gate"
+
+    public let id: String
+    public let directory: String
+    public let pinPath: String
+    private var fd: Int32
+    private let mutex = NSLock()
+    private var linkedMaps: [String] = []
+    private var closed = false
+
+    /// Opens a new session for the job at `jobPath`.
+    public init(jobPath: String) throws {
+        directory = jobPath + "/" + PinSession.directoryName
+        try Posix.mkdirIfMissing(directory)
+        var rng = SystemRandomNumberGenerator()
+        id = String(format: "%016llx", rng.next() as UInt64)
+        pinPath = directory + "/" + id + ".pin"
+        // Create under a temp name, lock, then rename: purge never sees an
+        // unlocked pin file of a live session.
+        let tmp = directory + "/" + id + ".new"
+        fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
+        if fd < 0 { throw BackyError.posix("cannot create pin file \(tmp)") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            Glibc.close(fd)
+            throw BackyError.posix("cannot lock pin file \(tmp)")
+        }
+        do { try Posix.rename(tmp, pinPath) } catch { Glibc.close(fd); Glibc.unlink(tmp); throw error }
+    }
+
+    deinit { close() }
+
+    /// Appends chunk ids to the pin file. Call inside `Gate.shared`.
+    public func pin(_ ids: UnsafeRawBufferPointer) throws {
+        guard ids.count > 0 else { return }
+        mutex.lock(); defer { mutex.unlock() }
+        guard !closed else { throw BackyError(.other, "pin session \(id) is closed") }
+        try Posix.writeFull(fd, ids.baseAddress!, ids.count, path: pinPath)
+    }
+
+    public func pin(_ id: ChunkID) throws {
+        if id.isZero { return }
+        var buf = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        try withUnsafeMutableBytes(of: &buf) { b in
+            id.store(to: b.baseAddress!)
+            try pin(UnsafeRawBufferPointer(b))
+        }
+    }
+
+    public func pin(_ ids: [ChunkID]) throws {
+        var bytes = [UInt8](repeating: 0, count: 32 * ids.count)
+        var n = 0
+        bytes.withUnsafeMutableBytes { b in
+            for id in ids where !id.isZero {
+                id.store(to: b.baseAddress! + 32 * n)
+                n += 1
+            }
+        }
+        try bytes.withUnsafeBytes { try pin(UnsafeRawBufferPointer(rebasing: $0[0..<(32 * n)])) }
+    }
+
+    /// Hard-links a revision's map into the pin directory, so its chunks stay
+    /// even if the revision is removed meanwhile. Call inside `Gate.shared`.
+    /// Throws `.notFound` if the map is gone.
+    public func pinMap(revision: String, mapPath: String) throws {
+        let link = directory + "/" + id + "." + revision + ".map"
+        mutex.lock(); defer { mutex.unlock() }
+        if Posix.exists(link) { return }
+        if Glibc.link(mapPath, link) != 0 {
+            if errno == ENOENT { throw BackyError(.notFound, "revision \(revision) has no map (removed?)") }
+            if errno == EPERM || errno == EXDEV || errno == EMLINK {
+                // No hard links here: copy the map instead.
+                let bytes = try Posix.readFile(mapPath)
+                try Posix.writeFileAtomically(link, bytes, mode: 0o440, durable: false)
+            } else {
+                throw BackyError.posix("cannot link \(mapPath) to \(link)")
+            }
+        }
+        linkedMaps.append(link)
+    }
+
+    /// Ends the session: removes its pins and releases the lock.
+    public func close() {
+        mutex.lock(); defer { mutex.unlock() }
+        if closed { return }
+        closed = true
+        for l in linkedMaps { Glibc.unlink(l) }
+        Glibc.unlink(pinPath)
+        Glibc.close(fd)
+    }
+}
+
+/// The gate: a file lock taken shared for a moment by sessions while they
+/// pin, and exclusively by purge and quarantine while they decide and delete.
+/// One `Gate` per thread (flock locks belong to the open file description).
+public final class Gate {
+    public let path: String
+    private var fd: Int32 = -1
+
+    public init(jobPath: String) {
+        path = jobPath + "/" + PinSession.directoryName + "/" + PinSession.gateName
+    }
+
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    private func ensureOpen() throws {
+        if fd >= 0 { return }
+        try Posix.mkdirIfMissing((path as NSString).deletingLastPathComponent)
+        fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw BackyError.posix("cannot open gate \(path)") }
+    }
+
+    private func take(_ op: Int32) throws {
+        try ensureOpen()
+        while flock(fd, op) != 0 {
+            if errno == EINTR { continue }
+            throw BackyError.posix("cannot lock \(path)")
+        }
+    }
+
+    /// Runs `body` holding the gate shared.
+    public func shared<T>(_ body: () throws -> T) throws -> T {
+        try take(LOCK_SH)
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    /// Runs `body` holding the gate exclusively.
+    public func exclusive<T>(_ body: () throws -> T) throws -> T {
+        try take(LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+}

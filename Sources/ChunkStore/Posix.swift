@@ -1,0 +1,157 @@
+// Posix: thin throwing wrappers around the system calls the store relies on
+// (open, pread/pwrite loops, fsync of files and directories, rename, unlink),
+// so every failure carries the path and errno text.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Posix {
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        if fd < 0 { throw BackyError.posix("cannot open \(path)") }
+        return fd
+    }
+
+    /// Reads up to `count` bytes at `offset`, retrying short reads; returns
+    /// the number read (less than `count` only at end of file).
+    public static func preadFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
+        var done = 0
+        while done < count {
+            let r = Glibc.pread(fd, buf + done, count - done, off_t(offset + Int64(done)))
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw BackyError.posix("cannot read \(path) at offset \(offset + Int64(done))")
+            }
+            if r == 0 { break }
+            done += r
+        }
+        return done
+    }
+
+    public static func pwriteFull(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, _ offset: Int64, path: String) throws {
+        var done = 0
+        while done < count {
+            let r = Glibc.pwrite(fd, buf + done, count - done, off_t(offset + Int64(done)))
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw BackyError.posix("cannot write \(path) at offset \(offset + Int64(done))")
+            }
+            done += r
+        }
+    }
+
+    /// Writes everything to a stream (pipe, terminal or file position).
+    public static func writeFull(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let r = Glibc.write(fd, buf + done, count - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw BackyError.posix("cannot write \(path)")
+            }
+            done += r
+        }
+    }
+
+    public static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw BackyError.posix("cannot fsync \(path)") }
+    }
+
+    /// fsyncs a directory so that renames and unlinks in it are durable.
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw BackyError.posix("cannot open directory \(path)") }
+        defer { close(fd) }
+        if Glibc.fsync(fd) != 0 { throw BackyError.posix("cannot fsync directory \(path)") }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw BackyError.posix("cannot rename \(from) to \(to)") }
+    }
+
+    /// Removes a file; a missing file is not an error.
+    public static func unlinkIfPresent(_ path: String) throws {
+        if Glibc.unlink(path) != 0 && errno != ENOENT { throw BackyError.posix("cannot remove \(path)") }
+    }
+
+    /// stat(2) of a path (following symlinks); nil if it fails.
+    public static func status(_ path: String) -> Glibc.stat? {
+        var st = Glibc.stat()
+        return fstatat(AT_FDCWD, path, &st, 0) == 0 ? st : nil
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        status(path) != nil
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        guard let st = status(path) else { return false }
+        return (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func mkdirIfMissing(_ path: String, _ mode: mode_t = 0o755) throws {
+        if Glibc.mkdir(path, mode) != 0 && errno != EEXIST { throw BackyError.posix("cannot create directory \(path)") }
+    }
+
+    public static func realpath(_ path: String) -> String? {
+        guard let p = Glibc.realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// Names in a directory, without "." and "..".
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let d = opendir(path) else { throw BackyError.posix("cannot list \(path)") }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: &e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Reads a whole (small) file.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var st = Glibc.stat()
+        if fstat(fd, &st) != 0 { throw BackyError.posix("cannot stat \(path)") }
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        let n = try out.withUnsafeMutableBytes { try preadFull(fd, $0.baseAddress!, $0.count, 0, path: path) }
+        if n < out.count { out.removeLast(out.count - n) }
+        // A file that grew while reading: read the rest.
+        var extra = [UInt8](repeating: 0, count: 65536)
+        var off = Int64(n)
+        while true {
+            let r = try extra.withUnsafeMutableBytes { try preadFull(fd, $0.baseAddress!, $0.count, off, path: path) }
+            if r == 0 { break }
+            out.append(contentsOf: extra[0..<r])
+            off += Int64(r)
+        }
+        return out
+    }
+
+    /// Writes a small file atomically and durably: temp file in the same
+    /// directory, write, fsync, rename, fsync the directory.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o440, durable: Bool = true) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        do {
+            try bytes.withUnsafeBytes { try pwriteFull(fd, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, $0.count, 0, path: tmp) }
+            if fchmod(fd, mode) != 0 { throw BackyError.posix("cannot chmod \(tmp)") }
+            if durable { try fsync(fd, path: tmp) }
+            close(fd)
+            try rename(tmp, path)
+        } catch {
+            close(fd)
+            Glibc.unlink(tmp)
+            throw error
+        }
+        if durable { try fsyncDirectory(dir.isEmpty ? "." : dir) }
+    }
+}

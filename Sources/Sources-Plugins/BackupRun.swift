@@ -1,0 +1,103 @@
+// BackupRun: the flow of `backy backup TAGS` (backy 2.4 §5.1, with its
+// weaknesses fixed): lock, clean incomplete revisions, check the source,
+// create the revision, read, make chunks durable, verify, then write the map
+// and mark the revision complete. A failed verification removes the revision
+// and is an error (exit 1), so schedulers back off.
+import ChunkStore
+import Foundation
+import Logging
+
+public enum BackupRun {
+    public struct Result {
+        public let revision: Revision
+        public let stats: ChunkWriter.Stats
+    }
+
+    /// Runs one backup of `job` with `tags`. Throws on any failure, after
+    /// removing the incomplete revision.
+    public static func run(job: Job, tags: Set<String>, threads: Int = Parallel.defaultThreads,
+                           log: Logger = Logger(label: "backy")) throws -> Result {
+        guard !tags.isEmpty, tags.allSatisfy({ !$0.isEmpty }) else {
+            throw BackyError(.usage, "no tags given (e.g. `backy backup daily`)")
+        }
+        for t in tags where t.contains(where: { $0 == "," || $0.isWhitespace || $0.isNewline }) {
+            throw BackyError(.usage, "invalid tag '\(t)'")
+        }
+        let lock = job.lock(".backup")
+        guard try lock.tryLock(.exclusive) else {
+            throw BackyError(.locked, "another backup of \(job.path) is running (\(lock.path) is locked)")
+        }
+        defer { lock.unlock() }
+
+        try job.removeIncomplete()
+        let config = try job.sourceConfig()
+        let source = try SourceFactory.make(config: config, configPath: job.configPath)
+        let started = Date()
+        try source.ready()
+        try job.store.create()
+
+        let history = try job.history()
+        let parent = history.last
+        var rev = Revision(id: RevisionID.make(), timestamp: started, parent: parent?.id, tags: tags)
+        try job.save(rev)
+        log.info("New revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]")
+
+        let session: PinSession
+        do {
+            session = try PinSession(jobPath: job.path)
+        } catch {
+            try? job.removeRevision(rev.id)
+            throw error
+        }
+        defer { session.close() }
+        let force = history.contains { $0.trust == .distrusted }
+        if force { log.info("Noticed untrusted revisions - forcing full writes.") }
+        let writer = ChunkWriter(job: job, session: session, threads: threads, forceRewrite: force)
+        let ctx = BackupContext(job: job, revision: rev, parent: parent, writer: writer, session: session, log: log)
+
+        do {
+            let map = try source.backup(ctx)
+            try writer.makeDurable()
+            do {
+                try source.verify(ctx, map: map)
+            } catch let e as BackyError where e.kind == .verification {
+                log.error("New revision does not match source - removing it.")
+                throw e
+            }
+            log.info("Revision \(rev.id) verification OK.")
+            try map.write(path: job.mapPath(rev.id))
+
+            let s = writer.stats
+            rev.stats = YAMLMap()
+            rev.stats["bytes_written"] = .int(Int64(map.imageSize))
+            for (k, v) in ctx.extraStats.pairs { rev.stats[k] = v }
+            rev.stats["chunks"] = .int(Int64(map.chunks.count))
+            rev.stats["chunks_zero"] = .int(Int64(map.chunks.filter { $0.isZero }.count))
+            rev.stats["chunks_read"] = .int(Int64(s.chunksRead))
+            rev.stats["chunks_written"] = .int(Int64(s.chunksWritten))
+            rev.stats["chunks_reused"] = .int(Int64(s.chunksReused))
+            rev.stats["bytes_read"] = .int(s.bytesRead)
+            rev.stats["bytes_stored"] = .int(s.bytesStored)
+            let duration = Date().timeIntervalSince(started)
+            rev.stats["duration"] = .double((duration * 1e6).rounded() / 1e6)
+            if let why = ctx.distrustReason {
+                rev.trust = .distrusted
+                log.warning("Marking revision \(rev.id) distrusted: \(why)")
+            }
+            try job.save(rev)
+            job.updateLastLinks(rev)
+            let mbps = duration > 0 ? Double(map.imageSize) / duration / 1e6 : 0
+            log.info("Backup \(rev.id) complete: \(map.chunks.count) chunks, \(s.chunksWritten) written (\(ByteFormat.flexible(s.bytesStored)) stored), \(s.chunksReused) reused, \(rev.stats["chunks_zero"]!.int!) zero; \(String(format: "%.2f", duration)) s, \(String(format: "%.0f", mbps)) MB/s")
+            source.finish(ctx, succeeded: true, keep: rev)
+            return Result(revision: rev, stats: s)
+        } catch {
+            source.finish(ctx, succeeded: false, keep: parent)
+            do {
+                try job.removeRevision(rev.id)
+            } catch {
+                log.error("Could not remove incomplete revision \(rev.id): \(error); the next backup removes it")
+            }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,34 @@
+// SourceFactory: turns a job's source config into a source object, by `type`.
+import ChunkStore
+
+public enum SourceFactory {
+    public static let knownTypes = ["file", "ceph-rbd", "flyingcircus"]
+
+    public static func make(config: YAMLMap, configPath: String) throws -> BackupSource {
+        guard let type = config["type"]?.string else {
+            throw BackyError(.usage, "\(configPath): the source has no 'type' (one of \(knownTypes.joined(separator: ", ")))")
+        }
+        switch type {
+        case "file":
+            return try FileSource(config: config, configPath: configPath)
+        default:
+            throw BackyError(.usage, "\(configPath): unknown source type '\(type)' (known: \(knownTypes.joined(separator: ", ")))")
+        }
+    }
+
+    /// The config map `backy init TYPE SOURCE` writes.
+    public static func initConfig(type: String, spec: String) throws -> YAMLMap {
+        switch type {
+        case "file":
+            return YAMLMap([("filename", .string(spec)), ("type", .string("file"))])
+        case "ceph-rbd":
+            let parts = spec.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw BackyError(.usage, "ceph source must be initialized with POOL/IMAGE")
+            }
+            return YAMLMap([("image", .string(String(parts[1]))), ("pool", .string(String(parts[0]))), ("type", .string("ceph-rbd"))])
+        default:
+            throw BackyError(.usage, "unknown source type '\(type)' (known: file, ceph-rbd)")
+        }
+    }
+}

@@ -1,0 +1,97 @@
+// Commands: the job subcommands of `backy` (init, backup, restore, find,
+// status). Each parses its arguments, calls the libraries, and prints.
+import ArgumentParser
+import ChunkStore
+import Foundation
+import SourcesPlugins
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a job directory and write its config.",
+        discussion: "TYPE is `file` (SOURCE = image file or block device) or `ceph-rbd` (SOURCE = POOL/IMAGE). Refuses to overwrite an existing config.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Source type: file or ceph-rbd.") var type: String
+    @Argument(help: "The file name, or POOL/IMAGE.") var source: String
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let cfg = try SourceFactory.initConfig(type: type, spec: source)
+            let job = try Job.initialize(path: global.jobDir, source: cfg, logger: log)
+            log.info("Initialized job \(job.path) with a \(type) source")
+            return 0
+        }
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up the job's source into a new revision and verify it.",
+        discussion: "Removes incomplete revisions first. Exits 1 if the backup or its verification fails; the failed revision is removed.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Comma-separated tags for the new revision, e.g. daily,weekly.") var tags: String
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let set = Set(tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            _ = try BackupRun.run(job: job, tags: set, log: log)
+            return 0
+        }
+    }
+}
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Write a revision's image to a file, a block device or stdout (-).",
+        discussion: "Regular files are written sparse; the target is never read. Every chunk's hash is checked; a bad chunk stops the restore (exit 1) and names the image offset.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec: number from newest, id, tag, last/latest.")
+    var revision: String = "latest"
+    @Argument(help: "Target file or block device, or - for stdout.") var target: String
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target), log: log)
+            return 0
+        }
+    }
+}
+
+struct FindCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "find",
+        abstract: "Print the path of a revision's map file.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec: number from newest, id, tag, last/latest.")
+    var revision: String = "latest"
+
+    func run() throws {
+        try Operation.run(global, quiet: true) { log in
+            let job = try Operation.openJob(global, log: log)
+            let rev = try job.find(revision)
+            print(rev.backend == .native ? job.mapPath(rev.id) : job.legacyImagePath(rev.id))
+            return 0
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the job's revisions.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("json"), help: "Print the revisions as JSON.") var json = false
+
+    func run() throws {
+        try Operation.run(global, quiet: true) { log in
+            let job = try Operation.openJob(global, log: log)
+            let revs = try job.scan()
+            print(json ? StatusReport.json(revs) : StatusReport.table(revs))
+            return 0
+        }
+    }
+}

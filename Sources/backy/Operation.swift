@@ -1,0 +1,65 @@
+// Operation: runs a subcommand's work with logging set up the way backy 2.4
+// does it: with -l the first log line is "$ argv" and the last "Backy
+// operation complete." or "Backy operation failed."; errors become one
+// "Error: ..." line on stderr and exit code 1 (or the error's own code).
+import ArgumentParser
+import ChunkStore
+import Foundation
+import Logging
+
+enum Operation {
+    nonisolated(unsafe) static var logReady = false
+
+    static func setUpLogging(_ g: GlobalOptions, quiet: Bool = false) {
+        if logReady { return }
+        logReady = true
+        do {
+            try BackyLog.bootstrap(logFile: g.logFile, verbose: g.isVerbose, quiet: quiet)
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+
+    /// Runs `body` as a logged backy operation and exits on failure.
+    static func run(_ g: GlobalOptions, quiet: Bool = false, _ body: (Logger) throws -> Int32) throws {
+        setUpLogging(g, quiet: quiet)
+        let log = Logger(label: "backy")
+        if g.logFile != nil {
+            log.info("$ \(CommandLine.arguments.joined(separator: " "))")
+        }
+        let code: Int32
+        do {
+            code = try body(log)
+        } catch let e as BackyError {
+            if g.logFile != nil {
+                log.error("\(e.message)")
+                log.info("Backy operation failed.")
+            }
+            printError(e.message)
+            throw ExitCode(e.exitCode)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            if g.logFile != nil {
+                log.error("\(error)")
+                log.info("Backy operation failed.")
+            }
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        if g.logFile != nil {
+            log.info(code == 0 ? "Backy operation complete." : "Backy operation failed.")
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Prints the one "Error: ..." line on stderr.
+    static func printError(_ msg: String) {
+        FileHandle.standardError.write(Data("Error: \(msg)\n".utf8))
+    }
+
+    static func openJob(_ g: GlobalOptions, log: Logger) throws -> Job {
+        try Job(path: g.jobDir, logger: log)
+    }
+}

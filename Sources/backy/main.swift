@@ -1,0 +1,40 @@
+// backy: the command line. Parses arguments and dispatches to the
+// subcommands; all work happens in the libraries.
+import ArgumentParser
+import Foundation
+
+struct Backy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backy",
+        abstract: "Backup and restore for block devices.",
+        usage: "backy [-h] [-v] [-l LOGFILE] [-b BACKUPDIR] {init,backup,restore,purge,find,status,nbd-server,upgrade,scheduler,check,distrust,verify,forget} ...",
+        discussion: "Global options (-v, -l FILE, -b DIR) go before the subcommand, as in backy 2.4, or after it.",
+        subcommands: [InitCommand.self, BackupCommand.self, RestoreCommand.self, FindCommand.self, StatusCommand.self])
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        // Like backy 2.4: with no subcommand print the usage line, exit 0.
+        print("usage: " + (Backy.configuration.usage ?? "backy"))
+    }
+}
+
+setvbuf(stdout, nil, _IOLBF, 0)
+let rawArgs = Array(CommandLine.arguments.dropFirst())
+switch GlobalOptions.extractLeading(rawArgs) {
+case .failure(let e):
+    FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8))
+    exit(2)
+case .success(let rest):
+    do {
+        var command = try Backy.parseAsRoot(rest)
+        try command.run()
+    } catch {
+        let code = Backy.exitCode(for: error)
+        if code == .validationFailure {
+            // Usage errors exit 2, as backy 2.4's argparse does.
+            FileHandle.standardError.write(Data((Backy.fullMessage(for: error) + "\n").utf8))
+            exit(2)
+        }
+        Backy.exit(withError: error)
+    }
+}
