@@ -56,6 +56,10 @@ let package = Package(
 
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
+        // Runs the built `backy` binary (swift test builds it first).
+        .testTarget(name: "EndToEndTests", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,6 +15,8 @@ public final class ChunkStore: @unchecked Sendable {
 
     public static let suffix = ".chunk"
     public static let tempSuffix = ".tmp"
+    /// Directory for chunk files being written; renamed into place when whole.
+    public static let tempDirName = ".tmp"
 
     public let root: String
 
@@ -26,6 +28,7 @@ public final class ChunkStore: @unchecked Sendable {
     /// marker (content "v2", as backy 2.4 expects of a one-level store).
     public func create() throws {
         try Posix.mkdirIfMissing(root)
+        try Posix.mkdirIfMissing(tempDirectory)
         for i in 0..<256 {
             try Posix.mkdirIfMissing(root + "/" + String(format: "%02x", i))
         }
@@ -36,6 +39,7 @@ public final class ChunkStore: @unchecked Sendable {
     }
 
     public func directory(prefix: String) -> String { root + "/" + prefix }
+    public var tempDirectory: String { root + "/" + ChunkStore.tempDirName }
 
     public func path(_ id: ChunkID) -> String {
         root + "/" + id.prefix + "/" + id.hex + ChunkStore.suffix
@@ -68,11 +72,12 @@ public final class ChunkStore: @unchecked Sendable {
             .encode(to: ws.file.baseAddress!)
 
         let final = path(id)
-        let tmp = final + "." + tag + ChunkStore.tempSuffix
+        let tmp = tempDirectory + "/" + id.hex + "." + tag + ChunkStore.tempSuffix
         var fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o440)
         if fd < 0 && errno == ENOENT {
-            // The subdirectory is missing (a store made by hand): create it.
-            try Posix.mkdirIfMissing(directory(prefix: id.prefix))
+            // The temp directory is missing (a store from elsewhere): create it.
+            try Posix.mkdirIfMissing(root)
+            try Posix.mkdirIfMissing(tempDirectory)
             fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o440)
         }
         if fd < 0 { throw BackyError.posix("cannot create \(tmp)") }
@@ -86,7 +91,12 @@ public final class ChunkStore: @unchecked Sendable {
             try Posix.fsync(fd, path: tmp)
             close(fd)
             fd = -1
-            try Posix.rename(tmp, final)
+            if Glibc.rename(tmp, final) != 0 {
+                guard errno == ENOENT else { throw BackyError.posix("cannot rename \(tmp) to \(final)") }
+                // The subdirectory is missing (a store made by hand): create it.
+                try Posix.mkdirIfMissing(directory(prefix: id.prefix))
+                try Posix.rename(tmp, final)
+            }
         } catch {
             if fd >= 0 { close(fd) }
             Glibc.unlink(tmp)
@@ -181,6 +191,13 @@ public final class ChunkStore: @unchecked Sendable {
     /// formats (backy 2.4's `.chunk.lzo`) are reported as `.other`.
     public func list(_ body: (Entry) throws -> Void) throws {
         guard Posix.isDirectory(root) else { return }
+        if Posix.isDirectory(tempDirectory) {
+            for name in try Posix.listDirectory(tempDirectory) {
+                let parts = name.split(separator: ".")
+                let tag = parts.count >= 3 ? String(parts[parts.count - 2]) : ""
+                try body(.temp(path: tempDirectory + "/" + name, tag: tag))
+            }
+        }
         for sub in try Posix.listDirectory(root).sorted() {
             let dir = root + "/" + sub
             guard sub.utf8.count == 2, Posix.isDirectory(dir) else { continue }
@@ -188,11 +205,6 @@ public final class ChunkStore: @unchecked Sendable {
                 if name.hasSuffix(ChunkStore.suffix), name.utf8.count == 64 + ChunkStore.suffix.utf8.count,
                    let id = ChunkID(hex: name.prefix(64)) {
                     try body(.chunk(id))
-                } else if name.hasSuffix(ChunkStore.tempSuffix) {
-                    // <64 hex>.chunk.<tag>.tmp
-                    let parts = name.split(separator: ".")
-                    let tag = parts.count >= 4 ? String(parts[parts.count - 2]) : ""
-                    try body(.temp(path: dir + "/" + name, tag: tag))
                 } else {
                     try body(.other(path: dir + "/" + name))
                 }

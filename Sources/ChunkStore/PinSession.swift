@@ -107,6 +107,60 @@ public final class PinSession: @unchecked Sendable {
     }
 }
 
+extension PinSession {
+    /// What `cleanDead` removed.
+    public struct Cleanup: Sendable {
+        public var sessions = 0
+        public var tempFiles = 0
+    }
+
+    /// Removes the pins and chunk temp files of sessions whose process is
+    /// gone (their pin file is no longer locked). Safe while other sessions
+    /// run: a live session's pin file is always locked.
+    @discardableResult
+    public static func cleanDead(jobPath: String, store: ChunkStore) throws -> Cleanup {
+        var result = Cleanup()
+        let dir = jobPath + "/" + directoryName
+        var live = Set<String>()
+        var dead = Set<String>()
+        if Posix.isDirectory(dir) {
+            let names = try Posix.listDirectory(dir)
+            for name in names where name.hasSuffix(".pin") || name.hasSuffix(".new") {
+                let sid = String(name.prefix { $0 != "." })
+                let p = dir + "/" + name
+                let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
+                if fd < 0 { continue }
+                if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                    // Nobody holds it: the session is dead.
+                    Glibc.unlink(p)
+                    dead.insert(sid)
+                    result.sessions += 1
+                } else {
+                    live.insert(sid)
+                }
+                Glibc.close(fd)
+            }
+            for name in names where name.hasSuffix(".map") {
+                let sid = String(name.prefix { $0 != "." })
+                if !live.contains(sid) { Glibc.unlink(dir + "/" + name) }
+            }
+        }
+        if Posix.isDirectory(store.tempDirectory) {
+            for name in try Posix.listDirectory(store.tempDirectory) {
+                let parts = name.split(separator: ".")
+                let sid = parts.count >= 3 ? String(parts[parts.count - 2]) : ""
+                if !live.contains(sid) {
+                    // Check again: the session may have started after the scan.
+                    if Posix.exists(dir + "/" + sid + ".pin") && !dead.contains(sid) { continue }
+                    Glibc.unlink(store.tempDirectory + "/" + name)
+                    result.tempFiles += 1
+                }
+            }
+        }
+        return result
+    }
+}
+
 /// The gate: a file lock taken shared for a moment by sessions while they
 /// pin, and exclusively by purge and quarantine while they decide and delete.
 /// One `Gate` per thread (flock locks belong to the open file description).

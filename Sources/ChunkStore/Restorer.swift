@@ -130,19 +130,32 @@ public final class Restorer {
             }
         }
 
-        let done = DispatchSemaphore(value: 0)
-        let box = UnsafeSendableBox(worker)
-        for w in 0..<nthreads {
-            let t = Thread { box.value(w); done.signal() }
-            t.stackSize = 1 << 20
-            t.start()
+        // Workers run on their own threads; this thread writes in order.
+        let writerFailure = Locked<Error?>(nil)
+        var damage: [RestoreDamage] = []
+        Threads.run(count: nthreads + 1) { w in
+            if w < nthreads {
+                worker(w)
+                return
+            }
+            do {
+                damage = try writeInOrder()
+            } catch {
+                writerFailure.with { $0 = error }
+                cond.lock()
+                if failure == nil { failure = error }
+                cond.broadcast()
+                cond.unlock()
+            }
         }
-        defer {
-            cond.lock(); if failure == nil && nextWrite < count { failure = BackyError(.other, "restore stopped") }
-            cond.broadcast(); cond.unlock()
-            for _ in 0..<nthreads { done.wait() }
-        }
+        if let e = writerFailure.get { throw e }
+        cond.lock()
+        let f = failure
+        cond.unlock()
+        if let f { throw f }
+        return damage
 
+        func writeInOrder() throws -> [RestoreDamage] {
         var damage: [RestoreDamage] = []
         for i in 0..<count {
             cond.lock()
@@ -172,6 +185,7 @@ public final class Restorer {
             cond.unlock()
         }
         return damage
+        }
     }
 }
 

@@ -30,6 +30,10 @@ public enum BackupRun {
         defer { lock.unlock() }
 
         try job.removeIncomplete()
+        let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
+        if cleaned.tempFiles > 0 || cleaned.sessions > 0 {
+            log.info("Removed \(cleaned.tempFiles) temp files of \(cleaned.sessions) interrupted sessions")
+        }
         let config = try job.sourceConfig()
         let source = try SourceFactory.make(config: config, configPath: job.configPath)
         let started = Date()

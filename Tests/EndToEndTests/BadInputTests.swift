@@ -1,0 +1,129 @@
+// BadInputTests: bad input gets one "Error: ..." line on stderr, exit 1, and
+// nothing is written or lost: missing source, unknown revision, existing
+// config, a directory that is not a job, a corrupt chunk, a full disk.
+import Foundation
+import XCTest
+
+final class BadInputTests: XCTestCase {
+    func errorLines(_ r: RunResult) -> [String] {
+        r.stderr.split(separator: "\n").map(String.init).filter { $0.hasPrefix("Error: ") }
+    }
+
+    func setUpJob(_ d: String, size: Int = 9 * 1024 * 1024) -> (img: String, job: String) {
+        let img = d + "/disk.img", job = d + "/job"
+        E2E.write(img, E2E.randomBytes(size, seed: 7), at: 0)
+        let i = E2E.backy(["-b", job, "init", "file", img])
+        XCTAssertEqual(i.code, 0, i.stderr)
+        let b = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(b.code, 0, b.stderr)
+        return (img, job)
+    }
+
+    func testMissingSource() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = setUpJob(d)
+        let before = try FileManager.default.contentsOfDirectory(atPath: job).sorted()
+        try FileManager.default.removeItem(atPath: img)
+        let r = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("No such file or directory"), r.stderr)
+        let after = try FileManager.default.contentsOfDirectory(atPath: job).sorted()
+        XCTAssertEqual(before.filter { $0.hasSuffix(".rev") }, after.filter { $0.hasSuffix(".rev") }, "no revision created")
+    }
+
+    func testUnknownRevision() throws {
+        let d = E2E.tempDir(self)
+        let (_, job) = setUpJob(d)
+        for spec in ["nosuchrev", "5", "-1", "monthly"] {
+            let r = E2E.backy(["-b", job, "restore", "--revision=\(spec)", d + "/out"])
+            XCTAssertEqual(r.code, 1, spec)
+            XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("unknown revision"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/out"), "nothing written for \(spec)")
+        }
+    }
+
+    func testInitRefusesExistingConfig() throws {
+        let d = E2E.tempDir(self)
+        let (_, job) = setUpJob(d)
+        let before = try String(contentsOfFile: job + "/config", encoding: .utf8)
+        let r = E2E.backy(["-b", job, "init", "file", "/other"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("Refusing to initialize with existing config"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: job + "/config", encoding: .utf8), before)
+        XCTAssertEqual(before, "{filename: \(d)/disk.img, type: file}\n")
+    }
+
+    func testNotAJobDirectory() throws {
+        let d = E2E.tempDir(self)
+        for cmd in [["status"], ["backup", "daily"], ["restore", d + "/x"], ["find"]] {
+            let r = E2E.backy(["-b", d] + cmd)
+            XCTAssertEqual(r.code, 1, "\(cmd)")
+            XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("not a backy job directory"), r.stderr)
+        }
+        let r = E2E.backy(["-b", d + "/missing", "status"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("does not exist"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: d), [], "nothing written")
+    }
+
+    func testFlippedByteInChunkStopsRestoreWithOffset() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = setUpJob(d)
+        let chunks = E2E.files(in: job + "/chunks", suffix: ".chunk").sorted()
+        XCTAssertEqual(chunks.count, 3)
+        // Find which image offset each chunk holds by restoring first.
+        XCTAssertEqual(E2E.backy(["-b", job, "restore", d + "/good"]).code, 0)
+        XCTAssertEqual(E2E.sha256(file: d + "/good"), E2E.sha256(file: img))
+        let victim = chunks[1]
+        chmod(victim, 0o644)
+        let fh = FileHandle(forUpdatingAtPath: victim)!
+        try fh.seek(toOffset: 1000)
+        let b = try fh.read(upToCount: 1)!
+        try fh.seek(toOffset: 1000)
+        fh.write(Data([b[0] ^ 0x40]))
+        try fh.close()
+        let r = E2E.backy(["-b", job, "restore", d + "/bad"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(errorLines(r).count, 1, r.stderr)
+        let name = (victim as NSString).lastPathComponent.replacingOccurrences(of: ".chunk", with: "")
+        XCTAssertTrue(r.stderr.contains(name), r.stderr)
+        XCTAssertNotNil(r.stderr.range(of: #"image offset (0|4194304|8388608)"#, options: .regularExpression), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/bad"), "a failed restore removes the file it created")
+        // A missing chunk file is named too.
+        try FileManager.default.removeItem(atPath: victim)
+        let r2 = E2E.backy(["-b", job, "restore", "-"])
+        XCTAssertEqual(r2.code, 1)
+        XCTAssertTrue(r2.stderr.contains("missing"), r2.stderr)
+    }
+
+    func testFullDiskDuringBackup() throws {
+        guard E2E.isRoot else { throw XCTSkip("needs root to mount a small tmpfs") }
+        let d = E2E.tempDir(self)
+        let img = d + "/disk.img"
+        E2E.write(img, E2E.randomBytes(12 * 1024 * 1024, seed: 9), at: 0)
+        let mnt = d + "/small"
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        XCTAssertEqual(E2E.run("/bin/mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", mnt]).code, 0)
+        defer { E2E.run("/bin/umount", [mnt]) }
+        let job = mnt + "/job"
+        XCTAssertEqual(E2E.backy(["-b", job, "init", "file", img]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        let good = E2E.revisionIDs(job)
+        let goodHash = E2E.sha256(file: img)
+        // A new image that does not fit in what is left.
+        E2E.write(img, E2E.randomBytes(12 * 1024 * 1024, seed: 10), at: 0)
+        let r = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("No space left on device"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: ") }.count, 1, r.stderr)
+        XCTAssertEqual(E2E.revisionIDs(job), good, "no incomplete revision left, the old one kept")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job + "/chunks/.tmp").count, 0, "no temp files left")
+        let out = d + "/out"
+        XCTAssertEqual(E2E.backy(["-b", job, "restore", out]).code, 0)
+        XCTAssertEqual(E2E.sha256(file: out), goodHash)
+    }
+}

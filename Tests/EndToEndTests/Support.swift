@@ -1,0 +1,140 @@
+// Support: helpers for end-to-end tests that run the built `backy` binary:
+// locating it, running it with captured output, temp directories, images.
+import Crypto
+import Foundation
+import XCTest
+
+struct RunResult {
+    let code: Int32
+    let stdout: Data
+    let stderr: String
+    var out: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+enum E2E {
+    /// The backy binary: $BACKY_BIN, or next to the test bundle.
+    static var binary: String {
+        if let b = ProcessInfo.processInfo.environment["BACKY_BIN"] { return b }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let cand = dir.appendingPathComponent("backy").path
+            if FileManager.default.isExecutableFile(atPath: cand) { return cand }
+            dir = dir.deletingLastPathComponent()
+        }
+        for cand in [".build/debug/backy", ".build/release/backy"] where FileManager.default.isExecutableFile(atPath: cand) {
+            return FileManager.default.currentDirectoryPath + "/" + cand
+        }
+        fatalError("backy binary not found; set BACKY_BIN")
+    }
+
+    /// Runs a program; stdout goes to a temp file (it may be large).
+    @discardableResult
+    static func run(_ exe: String, _ args: [String], cwd: String? = nil, env: [String: String] = [:],
+                    stdinPath: String? = nil, timeout: Double = 300) -> RunResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let outPath = NSTemporaryDirectory() + "/backy-e2e-out-\(UUID().uuidString)"
+        let errPath = outPath + ".err"
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outPath); try? FileManager.default.removeItem(atPath: errPath) }
+        let outH = FileHandle(forWritingAtPath: outPath)!
+        let errH = FileHandle(forWritingAtPath: errPath)!
+        p.standardOutput = outH
+        p.standardError = errH
+        if let stdinPath { p.standardInput = FileHandle(forReadingAtPath: stdinPath) } else { p.standardInput = FileHandle.nullDevice }
+        do { try p.run() } catch { return RunResult(code: -1, stdout: Data(), stderr: "cannot run \(exe): \(error)") }
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        if p.isRunning { p.terminate(); p.waitUntilExit() }
+        p.waitUntilExit()
+        try? outH.close(); try? errH.close()
+        let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return RunResult(code: p.terminationStatus, stdout: out, stderr: err)
+    }
+
+    @discardableResult
+    static func backy(_ args: [String], cwd: String? = nil, env: [String: String] = [:]) -> RunResult {
+        run(binary, args, cwd: cwd, env: env)
+    }
+
+    /// A fresh temp directory, removed at the end of the test.
+    static func tempDir(_ test: XCTestCase, _ name: String = "backy") -> String {
+        var base = ProcessInfo.processInfo.environment["BACKY_TEST_TMP"] ?? NSTemporaryDirectory()
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        base = (base as NSString).resolvingSymlinksInPath
+        let d = base + "/\(name)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    static func sha256(file: String) -> String {
+        guard let fh = FileHandle(forReadingAtPath: file) else { return "missing" }
+        var h = SHA256()
+        while let d = try? fh.read(upToCount: 4 << 20), !d.isEmpty { h.update(data: d) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func sha256(_ d: Data) -> String {
+        SHA256.hash(data: d).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), fast enough for tests.
+    static func randomBytes(_ n: Int, seed: UInt64) -> [UInt8] {
+        var s = seed &* 0x9E3779B97F4A7C15 | 1
+        var out = [UInt8](repeating: 0, count: n)
+        out.withUnsafeMutableBytes { b in
+            let words = n / 8
+            let p = b.baseAddress!
+            for i in 0..<words {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17
+                p.storeBytes(of: s, toByteOffset: i * 8, as: UInt64.self)
+            }
+            for i in (words * 8)..<n { s ^= s << 13; s ^= s >> 7; s ^= s << 17; p.storeBytes(of: UInt8(truncatingIfNeeded: s), toByteOffset: i, as: UInt8.self) }
+        }
+        return out
+    }
+
+    /// Writes `bytes` at `offset` into `path` (creating it, not truncating).
+    static func write(_ path: String, _ bytes: [UInt8], at offset: UInt64) {
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let fh = FileHandle(forWritingAtPath: path)!
+        try! fh.seek(toOffset: offset)
+        fh.write(Data(bytes))
+        try! fh.close()
+    }
+
+    static func truncate(_ path: String, _ size: UInt64) {
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let fh = FileHandle(forWritingAtPath: path)!
+        try! fh.truncate(atOffset: size)
+        try! fh.close()
+    }
+
+    /// Allocated bytes of a file (st_blocks × 512).
+    static func allocated(_ path: String) -> UInt64 {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return 0 }
+        return UInt64(st.st_blocks) * 512
+    }
+
+    static func files(in dir: String, suffix: String) -> [String] {
+        guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
+        return e.compactMap { $0 as? String }.filter { $0.hasSuffix(suffix) }.map { dir + "/" + $0 }
+    }
+
+    static func revisionIDs(_ job: String) -> [String] {
+        let r = backy(["-b", job, "status", "--json"])
+        guard let arr = try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]] else { return [] }
+        return arr.compactMap { $0["uuid"] as? String }
+    }
+
+    static var isRoot: Bool { getuid() == 0 }
+}
