@@ -143,6 +143,17 @@ public final class Job: @unchecked Sendable {
         }
     }
 
+    /// Random access to a complete revision's image.
+    public func openImage(_ rev: Revision) throws -> ImageReader {
+        switch rev.backend {
+        case .native:
+            return NativeImage(map: try loadMap(rev), store: store)
+        default:
+            _ = try loadMap(rev)  // throws the right message
+            throw BackyError(.usage, "cannot read revision \(rev.id)")
+        }
+    }
+
     /// Removes every file of a revision (`<id>.rev` last, so a crash in the
     /// middle leaves an incomplete revision that the next backup removes).
     public func removeRevision(_ id: String) throws {

@@ -14,21 +14,19 @@ public struct RestoreDamage: Sendable, Equatable {
     public let chunkIndex: Int
     public let offset: UInt64
     public let length: Int
-    public let id: ChunkID
+    public let chunk: String
     public let reason: String
 }
 
 public final class Restorer {
-    public let store: ChunkStore
-    public let map: ChunkMap
+    public let image: ImageReader
     public let threads: Int
     public let bestEffort: Bool
     public let log: Logger
 
-    public init(store: ChunkStore, map: ChunkMap, threads: Int = Parallel.defaultThreads,
+    public init(image: ImageReader, threads: Int = Parallel.defaultThreads,
                 bestEffort: Bool = false, log: Logger = Logger(label: "backy")) {
-        self.store = store
-        self.map = map
+        self.image = image
         self.threads = threads
         self.bestEffort = bestEffort
         self.log = log
@@ -50,7 +48,7 @@ public final class Restorer {
     /// Restores the image; returns the damaged chunks (only with best-effort).
     @discardableResult
     public func run(to target: Target) throws -> [RestoreDamage] {
-        let out = try OutputFile(target: target, size: map.imageSize)
+        let out = try OutputFile(target: target, size: image.imageSize)
         do {
             let damage = try stream(into: out)
             try out.finish()
@@ -62,19 +60,18 @@ public final class Restorer {
     }
 
     private func stream(into out: OutputFile) throws -> [RestoreDamage] {
-        let count = map.chunks.count
+        let count = image.chunkCount
         let nthreads = max(1, threads)
         let window = max(2, nthreads * 2)
         let workspaces = (0..<nthreads).map { _ in ChunkWorkspace() }
-        let buffers = (0..<window).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: map.chunkSize, alignment: 4096) }
+        let buffers = (0..<window).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: image.chunkSize, alignment: 4096) }
         defer { buffers.forEach { $0.deallocate() } }
         var slots = [Slot](repeating: .empty, count: window)
         var nextClaim = 0
         var nextWrite = 0
         var failure: Error? = nil
         let cond = NSCondition()
-        let m = map
-        let store = self.store
+        let m = image
         let bestEffort = self.bestEffort
 
         let worker: (Int) -> Void = { w in
@@ -87,21 +84,14 @@ public final class Restorer {
                 nextClaim += 1
                 cond.unlock()
 
-                let id = m.chunks[i]
                 let len = m.length(of: i)
                 var result: Slot
-                if id.isZero {
+                if m.isZero(i) {
                     result = .zero
                 } else {
                     let buf = buffers[i % window]
                     do {
-                        let n = try store.read(id, into: buf, workspace: ws, checkHash: true)
-                        // A chunk longer than the image's remaining bytes
-                        // (backy 2.4 after a shrink) is clamped; a shorter one
-                        // is damage.
-                        if n < len {
-                            throw ChunkReadError(id: id, fault: .truncated("\(n) bytes where the image needs \(len)"))
-                        }
+                        _ = try m.read(i, into: buf, workspace: ws)
                         result = .data(len)
                     } catch let e as ChunkReadError {
                         if bestEffort {
@@ -172,8 +162,8 @@ public final class Restorer {
             case .zero:
                 try out.writeZeros(len, at: off)
             case .damaged(let n, let why):
-                log.error("Chunk \(m.chunks[i].hex) at image offset \(off) is unreadable (\(why)); writing zeros")
-                damage.append(RestoreDamage(chunkIndex: i, offset: off, length: n, id: m.chunks[i], reason: why))
+                log.error("Chunk \(m.chunkName(i)) at image offset \(off) is unreadable (\(why)); writing zeros")
+                damage.append(RestoreDamage(chunkIndex: i, offset: off, length: n, chunk: m.chunkName(i), reason: why))
                 try out.writeZeros(n, at: off)
             case .empty:
                 break

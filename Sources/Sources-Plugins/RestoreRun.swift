@@ -15,13 +15,13 @@ public enum RestoreRun {
         if rev.backend == .native {
             try gate.shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
         }
-        let map = try job.loadMap(rev)
+        let image = try job.openImage(rev)
         log.info("Restoring revision \(rev.id) @ \(Timestamp.format(rev.timestamp)) [\(rev.sortedTags.joined(separator: ","))]")
         let started = Date()
-        let restorer = Restorer(store: job.store, map: map, threads: threads, bestEffort: bestEffort, log: log)
+        let restorer = Restorer(image: image, threads: threads, bestEffort: bestEffort, log: log)
         let damage = try restorer.run(to: target)
         let secs = Date().timeIntervalSince(started)
-        log.info("Restored \(ByteFormat.flexible(Int64(map.imageSize))) in \(String(format: "%.2f", secs)) s")
+        log.info("Restored \(ByteFormat.flexible(Int64(image.imageSize))) in \(String(format: "%.2f", secs)) s")
         return damage
     }
 }
