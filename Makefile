@@ -1,0 +1,40 @@
+# backy: build, demo, tests and benchmarks. Every target installs the Debian
+# packages it needs first (scripts/install-deps, idempotent).
+
+SWIFT ?= swift
+BIN := .build/debug/backy
+RELEASE_BIN := .build/release/backy
+
+.PHONY: all deps build release demo test test-quick torture bench clean
+
+all: build
+
+deps:
+	scripts/install-deps
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Back up the fixture image, change a file, back up again, restore both
+# revisions, read a file out of each, serve them over NBD.
+demo: build
+	scripts/demo
+
+# The whole test suite: unit tests and end-to-end tests against the built
+# binary, a real Ceph cluster and real NBD clients.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+# The longer fault runs (hundreds of kills).
+torture: build
+	bench/torture
+
+bench: release
+	bench/backup-restore
+
+clean:
+	rm -rf .build demo-work bench/work
