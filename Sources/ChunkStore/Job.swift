@@ -214,6 +214,32 @@ public final class Job: @unchecked Sendable {
         try rev.write(path: revPath(rev.id), durable: durable)
     }
 
+    /// Rewrites revisions under the job's metadata lock `.meta` (held only
+    /// for the read-modify-write), so concurrent distrust, verify, expiry and
+    /// forget never lose each other's changes.
+    public func updateRevisions(_ ids: Set<String>, _ change: (inout Revision) throws -> Void) throws {
+        guard !ids.isEmpty else { return }
+        let lock = self.lock(".meta")
+        try lock.lock(.exclusive)
+        defer { lock.unlock() }
+        for id in ids.sorted() {
+            let p = revPath(id)
+            guard Posix.exists(p) else { continue }
+            var rev = try Revision.load(path: p)
+            let before = rev
+            try change(&rev)
+            if rev != before { try save(rev) }
+        }
+    }
+
+    /// Runs `body` holding the metadata lock `.meta`.
+    public func withMetadataLock<T>(_ body: () throws -> T) throws -> T {
+        let lock = self.lock(".meta")
+        try lock.lock(.exclusive)
+        defer { lock.unlock() }
+        return try body()
+    }
+
     // MARK: locks
 
     public func lock(_ name: String) -> FileLock { FileLock(path: path + "/" + name) }

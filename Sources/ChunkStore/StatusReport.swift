@@ -21,6 +21,32 @@ public enum StatusReport {
         String(format: "%.1f s", (d * 10).rounded() / 10)
     }
 
+    /// The verification coverage line under the status table.
+    public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, now: Date = Date()) -> String {
+        var s = "\(chunks) chunks"
+        if chunks == 0 {
+            s += "."
+        } else if neverVerified > 0 {
+            s += "; \(neverVerified) never verified at rest"
+            if let oldest { s += ", the least recently verified one \(age(now.timeIntervalSince(oldest))) ago" }
+        } else if let oldest {
+            s += "; all verified at rest, the least recently verified one \(age(now.timeIntervalSince(oldest))) ago (\(formatSeconds(oldest)) UTC)"
+        }
+        if quarantined > 0 { s += "; \(quarantined) chunk(s) in quarantine" }
+        return s
+    }
+
+    static func formatSeconds(_ d: Date) -> String { Timestamp.formatSeconds(d) }
+
+    /// "3 d 4 h", "5 h 2 min", "40 s".
+    public static func age(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds))
+        if s >= 86400 { return "\(s / 86400) d \((s % 86400) / 3600) h" }
+        if s >= 3600 { return "\(s / 3600) h \((s % 3600) / 60) min" }
+        if s >= 60 { return "\(s / 60) min" }
+        return "\(s) s"
+    }
+
     public static func json(_ revs: [Revision]) -> String {
         var items: [[String: Any]] = []
         for r in revs {

@@ -163,4 +163,15 @@ public enum Timestamp {
         let base = date(year: y, month: mo, day: d, hour: hh, minute: mm, second: ss, microsecond: micros)
         return base.addingTimeInterval(Double(-offset))
     }
+
+    /// Parses "YYYY-MM-DD" (UTC midnight); nil otherwise.
+    public static func parseDay(_ s: String) -> Date? {
+        let parts = s.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]),
+              (1...12).contains(m), (1...31).contains(d) else { return nil }
+        let date = Timestamp.date(year: y, month: m, day: d)
+        // Reject days that roll over (2023-02-30).
+        return Timestamp.day(date) == s ? date : nil
+    }
 }

@@ -69,6 +69,12 @@ public enum BackupRun {
                 throw e
             }
             log.info("Revision \(rev.id) verification OK.")
+            // Never complete a revision that names a chunk file that is gone
+            // (quarantined by a verify that ran beside this backup).
+            let missing = map.distinctChunks.filter { !job.store.exists($0) }
+            if let first = missing.first {
+                throw BackyError(.corrupt, "\(missing.count) chunk(s) the new revision needs are missing from the store (first: \(first.hex)); they were quarantined or removed during the backup — the next backup rewrites them")
+            }
             try map.write(path: job.mapPath(rev.id))
 
             let s = writer.stats
@@ -93,6 +99,8 @@ public enum BackupRun {
             let mbps = duration > 0 ? Double(map.imageSize) / duration / 1e6 : 0
             log.info("Backup \(rev.id) complete: \(map.chunks.count) chunks, \(s.chunksWritten) written (\(ByteFormat.flexible(s.bytesStored)) stored), \(s.chunksReused) reused, \(rev.stats["chunks_zero"]!.int!) zero; \(String(format: "%.2f", duration)) s, \(String(format: "%.0f", mbps)) MB/s")
             source.finish(ctx, succeeded: true, keep: rev)
+            session.close()
+            verifyNewestDistrusted(job: job, log: log)
             return Result(revision: rev, stats: s)
         } catch {
             source.finish(ctx, succeeded: false, keep: parent)
@@ -102,6 +110,25 @@ public enum BackupRun {
                 log.error("Could not remove incomplete revision \(rev.id): \(error); the next backup removes it")
             }
             throw error
+        }
+    }
+
+    /// backy 2.4 §5.1 step 8: while revisions are distrusted, each backup
+    /// verifies the newest distrusted one, so distrust resolves itself.
+    static func verifyNewestDistrusted(job: Job, log: Logger) {
+        guard let history = try? job.history(),
+              let target = history.last(where: { $0.trust == .distrusted && $0.backend == .native }) else { return }
+        log.info("Found inconsistent revision(s). Performing single verification.")
+        let lock = job.lock(".purge")
+        guard (try? lock.tryLock(.exclusive)) == true else {
+            log.warning("Failed to get exclusive lock for 'verify'. Skipping the verification of \(target.id).")
+            return
+        }
+        defer { lock.unlock() }
+        do {
+            _ = try Verifier(job: job, log: log).verify(revision: target)
+        } catch {
+            log.error("Verification of \(target.id) failed: \(error)")
         }
     }
 }

@@ -24,4 +24,25 @@ public enum RestoreRun {
         log.info("Restored \(ByteFormat.flexible(Int64(image.imageSize))) in \(String(format: "%.2f", secs)) s")
         return damage
     }
+
+    /// Writes a best-effort restore's damage report (JSON) and returns its path.
+    public static func writeDamageReport(job: Job, revision: String, target: String, damage: [RestoreDamage], path: String?) throws -> String {
+        let now = Date()
+        let p = path ?? job.path + "/restore-damage-\(revision)-\(Timestamp.iso8601(now).replacingOccurrences(of: ":", with: "")).json"
+        let ranges: [[String: Any]] = damage.map {
+            ["offset": $0.offset, "length": $0.length, "end": $0.offset + UInt64($0.length),
+             "chunk_index": $0.chunkIndex, "chunk": $0.chunk, "reason": $0.reason]
+        }
+        let doc: [String: Any] = [
+            "revision": revision,
+            "target": target,
+            "time": Timestamp.iso8601(now),
+            "damaged_bytes": damage.reduce(0) { $0 + $1.length },
+            "damaged_ranges": ranges,
+            "filled_with": "zeros",
+        ]
+        let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+        try Posix.writeFileAtomically(p, Array(data) + [10], mode: 0o644)
+        return p
+    }
 }

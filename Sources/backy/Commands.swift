@@ -50,12 +50,25 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec: number from newest, id, tag, last/latest.")
     var revision: String = "latest"
+    @Flag(name: .customLong("best-effort"), help: "Fill unreadable chunks with zeros, go on, write a damage report (JSON) and exit 2.")
+    var bestEffort = false
+    @Option(name: .customLong("damage-report"), help: ArgumentHelp("Where --best-effort writes its report (default: restore-damage-<rev>-<time>.json in the job directory).", valueName: "FILE"))
+    var damageReport: String?
     @Argument(help: "Target file or block device, or - for stdout.") var target: String
 
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target), log: log)
+            let damage = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
+                                            bestEffort: bestEffort, log: log)
+            if !damage.isEmpty {
+                let rev = try job.findComplete(revision)
+                let path = try RestoreRun.writeDamageReport(job: job, revision: rev.id, target: target, damage: damage, path: damageReport)
+                let bytes = damage.reduce(0) { $0 + $1.length }
+                log.error("Restored with damage: \(damage.count) chunk(s), \(bytes) bytes filled with zeros; report: \(path)")
+                Operation.printError("restore incomplete: \(damage.count) unreadable chunk(s) filled with zeros; damage report: \(path)")
+                return 2
+            }
             return 0
         }
     }
@@ -90,7 +103,14 @@ struct StatusCommand: ParsableCommand {
         try Operation.run(global, quiet: true) { log in
             let job = try Operation.openJob(global, log: log)
             let revs = try job.scan()
-            print(json ? StatusReport.json(revs) : StatusReport.table(revs))
+            if json {
+                print(StatusReport.json(revs))
+            } else {
+                print(StatusReport.table(revs))
+                let cov = try Verifier.coverage(job: job)
+                print(StatusReport.coverageLine(chunks: cov.chunks, neverVerified: cov.neverVerified, oldest: cov.oldest,
+                                                quarantined: Quarantine.reported(job).count))
+            }
             return 0
         }
     }

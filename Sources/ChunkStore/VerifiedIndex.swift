@@ -1,0 +1,68 @@
+// VerifiedIndex: when each chunk was last read back and found good by
+// `verify`, in one small file per job (`<job>/verified`): 12 bytes per chunk
+// (the id's first 8 bytes and a u32 of Unix seconds), sorted. Lets sampling
+// verify the least recently verified chunks first and `status` report the
+// age of the oldest.
+import Foundation
+
+public struct VerifiedIndex: Sendable {
+    public static let fileName = "verified"
+    static let magic: [UInt8] = Array("BKYVRFY1".utf8)
+
+    private var times: [UInt64: UInt32] = [:]
+
+    public init() {}
+
+    public static func path(_ job: Job) -> String { job.path + "/" + fileName }
+
+    public static func load(_ job: Job) -> VerifiedIndex {
+        var idx = VerifiedIndex()
+        guard let bytes = try? Posix.readFile(path(job)), bytes.count >= 16,
+              Array(bytes[0..<8]) == magic else { return idx }
+        bytes.withUnsafeBytes { b in
+            let n = Int(UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            guard bytes.count >= 16 + 12 * n else { return }
+            idx.times.reserveCapacity(n)
+            for i in 0..<n {
+                let key = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16 + 12 * i, as: UInt64.self))
+                let t = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 24 + 12 * i, as: UInt32.self))
+                idx.times[key] = t
+            }
+        }
+        return idx
+    }
+
+    public var count: Int { times.count }
+
+    public func lastVerified(_ id: ChunkID) -> Date? {
+        times[id.w0].map { Date(timeIntervalSince1970: Double($0)) }
+    }
+
+    /// Seconds since the epoch, 0 for never.
+    public func lastVerifiedSeconds(_ id: ChunkID) -> UInt32 { times[id.w0] ?? 0 }
+
+    public mutating func record<S: Sequence>(_ ids: S, at date: Date) where S.Element == ChunkID {
+        let t = UInt32(clamping: Int64(date.timeIntervalSince1970))
+        for id in ids { times[id.w0] = t }
+    }
+
+    /// Keeps only entries of these chunks.
+    public mutating func prune(keeping ids: Set<ChunkID>) {
+        let keys = Set(ids.map(\.w0))
+        times = times.filter { keys.contains($0.key) }
+    }
+
+    public func save(_ job: Job) throws {
+        let sorted = times.keys.sorted()
+        var out = [UInt8](repeating: 0, count: 16 + 12 * sorted.count)
+        out.withUnsafeMutableBytes { b in
+            for i in 0..<8 { b[i] = VerifiedIndex.magic[i] }
+            b.storeBytes(of: UInt64(sorted.count).littleEndian, toByteOffset: 8, as: UInt64.self)
+            for (i, k) in sorted.enumerated() {
+                b.storeBytes(of: k.littleEndian, toByteOffset: 16 + 12 * i, as: UInt64.self)
+                b.storeBytes(of: times[k]!.littleEndian, toByteOffset: 24 + 12 * i, as: UInt32.self)
+            }
+        }
+        try Posix.writeFileAtomically(VerifiedIndex.path(job), out, mode: 0o644)
+    }
+}

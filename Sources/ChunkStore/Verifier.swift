@@ -1,0 +1,177 @@
+// Verifier: `backy verify`. Reads chunks back (decompress + SHA-256) in
+// parallel: all distinct chunks of a revision not already covered by a
+// verified revision, or, in sampling mode, the least recently verified
+// chunks of the whole job until a share or a time budget is used. Bad chunks
+// go to quarantine and every revision that references them is distrusted.
+import Foundation
+import Logging
+
+public final class Verifier {
+    public struct BadChunk: Sendable {
+        public let id: ChunkID
+        public let fault: ChunkFault
+        public let revisions: [String]
+    }
+
+    public struct Result: Sendable {
+        public var checked = 0
+        public var bytes: Int64 = 0
+        public var bad: [BadChunk] = []
+        public var seconds: Double = 0
+        public var stoppedByBudget = false
+    }
+
+    public let job: Job
+    public let log: Logger
+    public let threads: Int
+
+    public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.defaultThreads) {
+        self.job = job
+        self.log = log
+        self.threads = threads
+    }
+
+    /// Checks `ids` (in order) until done or `deadline`; returns the faults.
+    func check(_ ids: [ChunkID], deadline: Date?) throws -> (ok: [ChunkID], bad: [(ChunkID, ChunkFault)], bytes: Int64, stopped: Bool) {
+        let ok = Locked<[ChunkID]>([])
+        let bad = Locked<[(ChunkID, ChunkFault)]>([])
+        let bytes = Locked<Int64>(0)
+        let stopped = Locked(false)
+        let store = job.store
+        try Parallel.forEach(count: ids.count, threads: threads, setup: { _ in ChunkWorkspace() }) { ws, i in
+            if let deadline, Date() >= deadline {
+                stopped.with { $0 = true }
+                return
+            }
+            let id = ids[i]
+            do {
+                let n = try store.read(id, workspace: ws)
+                bytes.with { $0 += Int64(n) }
+                ok.with { $0.append(id) }
+            } catch let e as ChunkReadError {
+                bad.with { $0.append((id, e.fault)) }
+            }
+        }
+        return (ok.get, bad.get, bytes.get, stopped.get)
+    }
+
+    /// Quarantines bad chunks and distrusts every revision referencing them.
+    func isolate(_ faults: [(ChunkID, ChunkFault)]) throws -> [BadChunk] {
+        guard !faults.isEmpty else { return [] }
+        let refs = try References(job: job).revisionsReferencing(Set(faults.map { $0.0 }))
+        var out: [BadChunk] = []
+        let gate = Gate(jobPath: job.path)
+        try gate.exclusive {
+            for (id, fault) in faults {
+                let revs = refs[id] ?? []
+                let r = try Quarantine.isolate(job: job, id: id, fault: fault, revisions: revs)
+                log.error("Bad chunk \(id.hex): \(fault); moved to \(r.file ?? "(no file)"), referenced by \(revs.count) revision(s)")
+                out.append(BadChunk(id: id, fault: fault, revisions: revs))
+            }
+        }
+        let affected = Set(out.flatMap { $0.revisions })
+        try job.updateRevisions(affected) { rev in
+            if rev.trust != .distrusted {
+                log.warning("Distrusting revision \(rev.id): it references a bad chunk")
+                rev.trust = .distrusted
+            }
+        }
+        return out
+    }
+
+    /// Verifies one revision (backy 2.4 §6.4, without deleting anything).
+    /// The caller holds `.purge` exclusively.
+    public func verify(revision spec: Revision) throws -> Result {
+        let start = Date()
+        let session = try PinSession(jobPath: job.path)
+        defer { session.close() }
+        let all = try job.scan()
+        guard let rev = all.first(where: { $0.id == spec.id }), rev.isComplete else {
+            throw BackyError(.notFound, "revision \(spec.id) is not a complete revision")
+        }
+        try Gate(jobPath: job.path).shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
+        log.info("Verifying revision \(rev.id) ...")
+        let map = try job.loadMap(rev)
+        var skip = Set<ChunkID>()
+        for other in all where other.isComplete && other.trust == .verified && other.id != rev.id && other.backend == .native {
+            if let m = try? job.loadMap(other) { skip.formUnion(m.chunks) }
+        }
+        let ids = map.distinctChunks.subtracting(skip).sorted()
+        let (ok, faults, bytes, _) = try check(ids, deadline: nil)
+        var result = Result()
+        result.checked = ids.count
+        result.bytes = bytes
+        result.bad = try isolate(faults)
+        var index = VerifiedIndex.load(job)
+        index.record(ok, at: Date())
+        try index.save(job)
+        if result.bad.isEmpty {
+            try job.updateRevisions([rev.id]) { $0.trust = .verified }
+            log.info("No problems found - marking as verified. (\(ids.count) chunks, \(ByteFormat.flexible(bytes)) checked, \(skip.count) covered by verified revisions)")
+        } else {
+            log.error("Found \(result.bad.count) bad chunk(s) - revision \(rev.id) and every revision sharing them are distrusted.")
+        }
+        result.seconds = Date().timeIntervalSince(start)
+        return result
+    }
+
+    /// Verifies the least recently verified chunks of the job (never verified
+    /// first, then oldest; more referenced first on ties) until `percent` of
+    /// them or `budget` seconds are used. The caller holds `.purge`.
+    public func sample(percent: Double, budget: Double?) throws -> Result {
+        let start = Date()
+        let session = try PinSession(jobPath: job.path)
+        defer { session.close() }
+        var refCount: [ChunkID: Int] = [:]
+        let gate = Gate(jobPath: job.path)
+        for rev in try job.scan() where rev.isComplete && rev.backend == .native {
+            do {
+                try gate.shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
+            } catch let e as BackyError where e.kind == .notFound {
+                continue
+            }
+            for c in try job.loadMap(rev).distinctChunks { refCount[c, default: 0] += 1 }
+        }
+        var index = VerifiedIndex.load(job)
+        let all = refCount.keys.sorted {
+            let a = index.lastVerifiedSeconds($0), b = index.lastVerifiedSeconds($1)
+            if a != b { return a < b }
+            let ra = refCount[$0]!, rb = refCount[$1]!
+            if ra != rb { return ra > rb }
+            return $0 < $1
+        }
+        let want = min(all.count, Int((Double(all.count) * percent / 100).rounded(.up)))
+        let ids = Array(all.prefix(want))
+        log.info("Sampling \(ids.count) of \(all.count) chunks (\(percent) %, least recently verified first\(budget.map { ", budget \($0) s" } ?? ""))")
+        let deadline = budget.map { start.addingTimeInterval($0) }
+        let (ok, faults, bytes, stopped) = try check(ids, deadline: deadline)
+        var result = Result()
+        result.checked = ok.count + faults.count
+        result.bytes = bytes
+        result.stoppedByBudget = stopped
+        result.bad = try isolate(faults)
+        index.record(ok, at: Date())
+        index.prune(keeping: Set(all))
+        try index.save(job)
+        result.seconds = Date().timeIntervalSince(start)
+        log.info("Sampled \(result.checked) chunks (\(ByteFormat.flexible(bytes))) in \(String(format: "%.1f", result.seconds)) s\(stopped ? ", stopped by the time budget" : ""); \(result.bad.count) bad")
+        return result
+    }
+
+    /// Age of the least recently verified referenced chunk, and how many
+    /// referenced chunks were never verified.
+    public static func coverage(job: Job) throws -> (chunks: Int, neverVerified: Int, oldest: Date?) {
+        var ids = Set<ChunkID>()
+        for rev in try job.scan() where rev.isComplete && rev.backend == .native {
+            if let m = try? job.loadMap(rev) { ids.formUnion(m.distinctChunks) }
+        }
+        let index = VerifiedIndex.load(job)
+        var never = 0
+        var oldest: UInt32 = .max
+        for id in ids {
+            let t = index.lastVerifiedSeconds(id)
+            if t == 0 { never += 1 } else { oldest = min(oldest, t) }
+        }
+        return (ids.count, never, oldest == .max ? nil : Date(timeIntervalSince1970: Double(oldest)))
+    }
+}

@@ -1,0 +1,71 @@
+// Integrity: the job-level operations behind `distrust`, `verify` and
+// `forget`, with their locking (the metadata lock `.meta`; verify's caller
+// holds `.purge`).
+import ChunkStore
+import Foundation
+import Logging
+
+public enum Integrity {
+    /// Distrusts one revision, or every complete one within [from, until]
+    /// (days, UTC, inclusive). Returns the ids changed.
+    @discardableResult
+    public static func distrust(job: Job, spec: String?, from: Date?, until: Date?, log: Logger) throws -> [String] {
+        let revs = try job.scan()
+        var targets: [Revision]
+        if let spec {
+            targets = [try Job.find(spec, in: revs)]
+        } else {
+            targets = revs.filter { $0.isComplete }
+            if let from { targets = targets.filter { $0.timestamp >= from } }
+            if let until { targets = targets.filter { $0.timestamp < until.addingTimeInterval(86400) } }
+        }
+        let ids = targets.map(\.id)
+        try job.updateRevisions(Set(ids)) { rev in
+            log.info("Distrusting revision \(rev.id)")
+            rev.trust = .distrusted
+        }
+        return ids
+    }
+
+    /// `verify`: one revision, every distrusted one, or a sample. Returns
+    /// the bad chunks found. The caller holds `.purge` exclusively.
+    public static func verify(job: Job, spec: String?, sample: Double?, budget: Double?, log: Logger) throws -> [Verifier.BadChunk] {
+        let verifier = Verifier(job: job, log: log)
+        if let sample {
+            return try verifier.sample(percent: sample, budget: budget).bad
+        }
+        var targets: [Revision]
+        if let spec {
+            targets = [try job.findComplete(spec)]
+        } else {
+            targets = try job.history().filter { $0.trust == .distrusted }
+            if targets.isEmpty { log.info("No distrusted revisions to verify.") }
+        }
+        var bad: [Verifier.BadChunk] = []
+        for rev in targets {
+            guard rev.backend == .native else {
+                log.warning("Skipping revision \(rev.id): \(rev.backend.name) revisions are verified after `backy upgrade`")
+                continue
+            }
+            bad += try verifier.verify(revision: rev).bad
+        }
+        return bad
+    }
+
+    /// Removes one revision. Refuses the incomplete revision of a running backup.
+    public static func forget(job: Job, spec: String, log: Logger) throws -> String {
+        try job.withMetadataLock {
+            let rev = try job.find(spec)
+            if !rev.isComplete {
+                let backup = job.lock(".backup")
+                guard try backup.tryLock(.exclusive) else {
+                    throw BackyError(.locked, "revision \(rev.id) belongs to a running backup")
+                }
+                backup.unlock()
+            }
+            try job.removeRevision(rev.id)
+            log.info("Forgot revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]")
+            return rev.id
+        }
+    }
+}

@@ -1,0 +1,118 @@
+// IntegrityCommands: distrust, verify, purge and forget.
+import ArgumentParser
+import ChunkStore
+import Foundation
+import SourcesPlugins
+
+struct DistrustCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distrust",
+        abstract: "Mark revisions distrusted: the next backups rewrite every chunk and verify them.",
+        discussion: "With -r one revision; otherwise every complete revision, optionally only those from -f to -u (UTC dates, inclusive).")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec (default: all complete revisions).")
+    var revision: String?
+    @Option(name: [.customShort("f"), .customLong("from")], help: ArgumentHelp("First day (YYYY-MM-DD, UTC).", valueName: "DATE"))
+    var from: String?
+    @Option(name: [.customShort("u"), .customLong("until")], help: ArgumentHelp("Last day (YYYY-MM-DD, UTC).", valueName: "DATE"))
+    var until: String?
+
+    func validate() throws {
+        for d in [from, until].compactMap({ $0 }) where Timestamp.parseDay(d) == nil {
+            throw ValidationError("Not a valid date: '\(d)'.")
+        }
+    }
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let ids = try Integrity.distrust(job: job, spec: revision, from: from.flatMap(Timestamp.parseDay),
+                                             until: until.flatMap(Timestamp.parseDay), log: log)
+            if ids.isEmpty { log.info("No revision matched.") }
+            return 0
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Read chunks back and check their hashes; mark revisions verified, quarantine bad chunks.",
+        discussion: """
+            With -r: every chunk of that revision not covered by a verified revision. Without: every distrusted \
+            revision, oldest first. With --sample: the least recently verified PERCENT of the job's chunks, within \
+            --budget seconds. Bad chunks are moved to quarantine/ with a report, every revision using them is \
+            distrusted, and verify exits 1 with one line per bad chunk.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec.")
+    var revision: String?
+    @Option(name: .customLong("sample"), help: ArgumentHelp("Verify this share of the job's chunks, least recently verified first.", valueName: "PERCENT"))
+    var sample: Double?
+    @Option(name: .customLong("budget"), help: ArgumentHelp("Stop sampling after this many seconds.", valueName: "SECONDS"))
+    var budget: Double?
+
+    func validate() throws {
+        if let s = sample, !(s > 0 && s <= 100) { throw ValidationError("--sample must be in (0, 100]") }
+        if let b = budget, !(b > 0) { throw ValidationError("--budget must be positive") }
+        if sample != nil && revision != nil { throw ValidationError("use either -r or --sample") }
+    }
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let lock = job.lock(".purge")
+            guard try lock.tryLock(.exclusive) else {
+                print("Failed to get exclusive lock for 'verify'. Continuing.")
+                return 0
+            }
+            defer { lock.unlock() }
+            let bad = try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget, log: log)
+            for b in bad {
+                Operation.printError("bad chunk \(b.id.hex): \(b.fault) (used by \(b.revisions.joined(separator: ", ")))")
+            }
+            return bad.isEmpty ? 0 : 1
+        }
+    }
+}
+
+struct PurgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge",
+        abstract: "Remove chunks that no revision uses.",
+        discussion: "Safe while backups, restores and NBD sessions of the job run: it never removes a chunk one of them uses, and does not wait for them.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let lock = job.lock(".purge")
+            guard try lock.tryLock(.exclusive) else {
+                print("Failed to get exclusive lock for 'purge'. Continuing.")
+                return 0
+            }
+            defer { lock.unlock() }
+            let r = try Purger(job: job, log: log).run()
+            print("Purging: \(r.removedChunks) chunks")
+            return 0
+        }
+    }
+}
+
+struct ForgetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget",
+        abstract: "Remove one revision (its chunks go at the next purge).")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec.")
+    var revision: String
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let id = try Integrity.forget(job: job, spec: revision, log: log)
+            print("Forgot revision \(id)")
+            return 0
+        }
+    }
+}

@@ -1,0 +1,312 @@
+// IntegrityTests: distrust, verify, quarantine and healing, best-effort
+// restore, forget, and the fault suite: injected bit flips, truncations and
+// deletions; purge looping beside backups and restores; kill -9 of purge
+// and verify. Counts grow with BACKY_TORTURE=1 (bench/torture).
+import Foundation
+import XCTest
+
+final class IntegrityTests: XCTestCase {
+    static var torture: Bool { ProcessInfo.processInfo.environment["BACKY_TORTURE"] == "1" }
+
+    func makeJob(_ d: String, mib: Int = 24, seed: UInt64 = 1) -> (img: String, job: String) {
+        let img = d + "/disk.img", job = d + "/job"
+        E2E.write(img, E2E.randomBytes(mib * 1024 * 1024, seed: seed), at: 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "init", "file", img]).code, 0)
+        return (img, job)
+    }
+
+    func revisions(_ job: String) -> [[String: Any]] {
+        let r = E2E.backy(["-b", job, "status", "--json"])
+        return (try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]]) ?? []
+    }
+
+    func trust(_ job: String) -> [String] { revisions(job).map { $0["trust"] as! String } }
+
+    func chunkFiles(_ job: String) -> [String] {
+        E2E.files(in: job + "/chunks", suffix: ".chunk").filter { !$0.contains("/.tmp/") }.sorted()
+    }
+
+    func testDistrustForcesRewriteAndVerifyResolves() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = makeJob(d)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        // Distrust by date range (today), then all.
+        let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
+        XCTAssertEqual(E2E.backy(["-b", job, "distrust", "-f", today, "-u", today]).code, 0)
+        XCTAssertEqual(trust(job), ["distrusted", "distrusted"])
+        XCTAssertEqual(E2E.backy(["-b", job, "distrust", "-f", "2001-01-01", "-u", "2001-01-02"]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "distrust", "-f", "not-a-date"]).code, 2)
+        // Corrupt a chunk file on disk: the next backup rewrites it anyway.
+        let victim = chunkFiles(job)[0]
+        chmod(victim, 0o644)
+        E2E.write(victim, [0xff, 0xee], at: 200)
+        let r = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("Noticed untrusted revisions - forcing full writes."), r.stderr)
+        XCTAssertTrue(r.stderr.contains("Found inconsistent revision(s). Performing single verification."), r.stderr)
+        let revs = revisions(job)
+        XCTAssertEqual((revs[2]["stats"] as! [String: Any])["chunks_written"] as? Int, 6, "every chunk rewritten")
+        // The newest distrusted revision was verified after the backup.
+        XCTAssertEqual(trust(job), ["distrusted", "verified", "trusted"])
+        // verify without -r takes the rest.
+        let v = E2E.backy(["-b", job, "verify"])
+        XCTAssertEqual(v.code, 0, v.stderr)
+        XCTAssertEqual(trust(job), ["verified", "verified", "trusted"])
+        let out = d + "/out"
+        XCTAssertEqual(E2E.backy(["-b", job, "restore", "-r", "2", out]).code, 0)
+        XCTAssertEqual(E2E.sha256(file: out), E2E.sha256(file: img))
+    }
+
+    func testBadChunkIsQuarantinedReportedAndHealed() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = makeJob(d)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "weekly"]).code, 0)
+        let victim = chunkFiles(job)[2]
+        let name = ((victim as NSString).lastPathComponent as NSString).deletingPathExtension
+        chmod(victim, 0o644)
+        E2E.write(victim, [0x00, 0x01, 0x02], at: 4000)
+        let v = E2E.backy(["-b", job, "verify", "-r", "0"])
+        XCTAssertEqual(v.code, 1, v.stderr)
+        let lines = v.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: bad chunk ") }
+        XCTAssertEqual(lines.count, 1, v.stderr)
+        XCTAssertTrue(lines[0].contains(name))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: victim), "moved away, not deleted")
+        let q = try FileManager.default.contentsOfDirectory(atPath: job + "/quarantine")
+        XCTAssertEqual(q.filter { $0.hasSuffix(".chunk") }.count, 1)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job + "/quarantine/" + q.first { $0.hasSuffix(".json") }!))) as! [String: Any]
+        XCTAssertEqual(report["chunk"] as? String, name)
+        XCTAssertEqual(report["expected_sha256"] as? String, name)
+        XCTAssertNotNil(report["actual_sha256"] as? String)
+        XCTAssertEqual((report["revisions"] as? [String])?.count, 2)
+        XCTAssertEqual(trust(job), ["distrusted", "distrusted"], "every revision using the chunk")
+        XCTAssertTrue(E2E.backy(["-b", job, "status"]).out.contains("1 chunk(s) in quarantine"))
+        // Restore stops; best-effort fills zeros, reports, exits 2.
+        XCTAssertEqual(E2E.backy(["-b", job, "restore", d + "/x"]).code, 1)
+        let be = E2E.backy(["-b", job, "restore", "--best-effort", "--damage-report", d + "/damage.json", d + "/x"])
+        XCTAssertEqual(be.code, 2, be.stderr)
+        let dmg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: d + "/damage.json"))) as! [String: Any]
+        let ranges = dmg["damaged_ranges"] as! [[String: Any]]
+        XCTAssertEqual(ranges.count, 1)
+        XCTAssertEqual(ranges[0]["chunk"] as? String, name)
+        XCTAssertEqual(ranges[0]["length"] as? Int, 4 * 1024 * 1024)
+        // The next backup rewrites the chunk from the source; verify then trusts again.
+        let b = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(b.code, 0, b.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: victim), "healed")
+        XCTAssertEqual(E2E.backy(["-b", job, "verify"]).code, 0)
+        XCTAssertEqual(trust(job), ["verified", "verified", "trusted"])
+        for spec in ["0", "1", "2"] {
+            let r = E2E.backy(["-b", job, "restore", "-r", spec, "-"])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            XCTAssertEqual(E2E.sha256(r.stdout), E2E.sha256(file: img))
+        }
+    }
+
+    func testInjectedFaultsAreAllFoundByVerify() throws {
+        let d = E2E.tempDir(self)
+        let img = d + "/disk.img", job = d + "/job"
+        E2E.write(img, E2E.randomBytes(60 * 1024 * 1024, seed: 5), at: 0)
+        // Half compressible so both codecs are hit.
+        let text = Array(String(repeating: "lorem ipsum dolor sit amet consectetur\n", count: 400_000).utf8)
+        E2E.write(img, text, at: 30 * 1024 * 1024)
+        E2E.backy(["-b", job, "init", "file", img])
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        var files = chunkFiles(job)
+        var rng = SystemRandomNumberGenerator()
+        files.shuffle(using: &rng)
+        var injected: [String: String] = [:]
+        for (k, f) in files.prefix(9).enumerated() {
+            let name = ((f as NSString).lastPathComponent as NSString).deletingPathExtension
+            chmod(f, 0o644)
+            let size = (try FileManager.default.attributesOfItem(atPath: f)[.size] as! NSNumber).intValue
+            switch k % 3 {
+            case 0:  // flip one bit somewhere
+                let off = UInt64.random(in: 0..<UInt64(size), using: &rng)
+                let fh = FileHandle(forUpdatingAtPath: f)!
+                try fh.seek(toOffset: off)
+                let b = try fh.read(upToCount: 1)!
+                try fh.seek(toOffset: off)
+                fh.write(Data([b[0] ^ (1 << UInt8.random(in: 0..<8, using: &rng))]))
+                try fh.close()
+                injected[name] = "flip"
+            case 1:
+                E2E.truncate(f, UInt64.random(in: 0..<UInt64(size), using: &rng))
+                injected[name] = "truncate"
+            default:
+                try FileManager.default.removeItem(atPath: f)
+                injected[name] = "delete"
+            }
+        }
+        let v = E2E.backy(["-b", job, "verify", "--sample", "100"])
+        XCTAssertEqual(v.code, 1)
+        let found = Set(v.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: bad chunk ") }.map { String($0.dropFirst(17).prefix(64)) })
+        XCTAssertEqual(found, Set(injected.keys), "100 % of injected faults found")
+        let reports = try FileManager.default.contentsOfDirectory(atPath: job + "/quarantine").filter { $0.hasSuffix(".json") }
+        XCTAssertEqual(reports.count, injected.count, "each reported")
+        XCTAssertEqual(trust(job), ["distrusted"])
+        print("fault injection: \(injected.count) faults (\(injected.values.sorted())) injected, \(found.count) found by verify")
+    }
+
+    func testSamplingCoversTheStoreLeastRecentlyVerifiedFirst() throws {
+        let d = E2E.tempDir(self)
+        let (_, job) = makeJob(d, mib: 40)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        XCTAssertTrue(E2E.backy(["-b", job, "status"]).out.contains("10 chunks; 10 never verified at rest"))
+        // 25 % per run: 3 + 3 + 3 + 1 chunks cover all 10 in four runs.
+        for run in 1...4 {
+            let v = E2E.backy(["-b", job, "verify", "--sample", "25"])
+            XCTAssertEqual(v.code, 0, v.stderr)
+            let st = E2E.backy(["-b", job, "status"]).out
+            if run < 4 {
+                XCTAssertTrue(st.contains("\(max(0, 10 - 3 * run)) never verified at rest"), st)
+            } else {
+                XCTAssertTrue(st.contains("all verified at rest"), st)
+            }
+        }
+        // A zero budget stops at once.
+        let v = E2E.backy(["-b", job, "verify", "--sample", "100", "--budget", "0.000001"])
+        XCTAssertEqual(v.code, 0)
+        XCTAssertTrue(v.stderr.contains("stopped by the time budget"), v.stderr)
+    }
+
+    func testForget() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = makeJob(d)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        E2E.write(img, E2E.randomBytes(24 * 1024 * 1024, seed: 99), at: 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        let ids = E2E.revisionIDs(job)
+        let before = chunkFiles(job).count
+        XCTAssertEqual(before, 12)
+        let f = E2E.backy(["-b", job, "forget", "-r", ids[0]])
+        XCTAssertEqual(f.code, 0, f.stderr)
+        XCTAssertEqual(E2E.revisionIDs(job), [ids[1]])
+        XCTAssertEqual(chunkFiles(job).count, 12, "chunks stay until purge")
+        let p = E2E.backy(["-b", job, "purge"])
+        XCTAssertEqual(p.code, 0, p.stderr)
+        XCTAssertEqual(p.out, "Purging: 6 chunks\n")
+        XCTAssertEqual(chunkFiles(job).count, 6)
+        XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", "nosuch"]).code, 1)
+        let r = E2E.backy(["-b", job, "restore", "-"])
+        XCTAssertEqual(E2E.sha256(r.stdout), E2E.sha256(file: img))
+    }
+
+    /// Purge in a loop while 20 backups (whose chunks come and go) and
+    /// restores run: no chunk goes missing, every restore is bit-exact.
+    func testPurgeLoopBesideBackupsAndRestores() throws {
+        let d = E2E.tempDir(self)
+        let img = d + "/disk.img", job = d + "/job"
+        let mib = 16
+        // Two variants per 4 MiB block; each backup picks one per block, so
+        // chunks become unreferenced (after forget) and are wanted again.
+        let variants = (0..<2).map { v in (0..<(mib / 4)).map { b in E2E.randomBytes(4 * 1024 * 1024, seed: UInt64(1000 + v * 100 + b)) } }
+        E2E.write(img, variants[0].flatMap { $0 }, at: 0)
+        E2E.backy(["-b", job, "init", "file", img])
+        let expected = Locked<[String: String]>([:])
+        let stop = Locked(false)
+        let purges = Locked(0), restores = Locked(0), failures = Locked<[String]>([])
+        let purgeThread = Thread {
+            while !stop.get {
+                let r = E2E.backy(["-b", job, "purge"])
+                if r.code != 0 { failures.with { $0.append("purge: \(r.stderr)") } }
+                purges.with { $0 += 1 }
+            }
+        }
+        purgeThread.start()
+        let restoreThread = Thread {
+            while !stop.get {
+                let known = expected.get
+                guard let (id, hash) = known.randomElement() else { usleep(20_000); continue }
+                let r = E2E.backy(["-b", job, "restore", "-r", id, "-"])
+                if r.code != 0 {
+                    // The revision may have been forgotten meanwhile.
+                    if expected.get[id] != nil { failures.with { $0.append("restore \(id): \(r.stderr)") } }
+                } else if E2E.sha256(r.stdout) != hash {
+                    failures.with { $0.append("restore \(id) differs") }
+                }
+                restores.with { $0 += 1 }
+            }
+        }
+        restoreThread.start()
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<20 {
+            let pick = (0..<(mib / 4)).map { _ in Int.random(in: 0...1, using: &rng) }
+            E2E.write(img, pick.enumerated().flatMap { variants[$0.element][$0.offset] }, at: 0)
+            let hash = E2E.sha256(file: img)
+            let b = E2E.backy(["-b", job, "backup", "daily"])
+            XCTAssertEqual(b.code, 0, b.stderr)
+            if let id = E2E.revisionIDs(job).last { expected.with { $0[id] = hash } }
+            // Forget all but the two newest, so their chunks become garbage.
+            let ids = E2E.revisionIDs(job)
+            if ids.count > 2 {
+                for old in ids.dropLast(2) {
+                    expected.with { $0[old] = nil }
+                    XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", old]).code, 0)
+                }
+            }
+            _ = i
+        }
+        stop.with { $0 = true }
+        while purgeThread.isExecuting || restoreThread.isExecuting { usleep(50_000) }
+        XCTAssertEqual(failures.get, [])
+        // Nothing referenced is missing.
+        let v = E2E.backy(["-b", job, "verify", "--sample", "100"])
+        XCTAssertEqual(v.code, 0, v.stderr)
+        for (id, hash) in expected.get {
+            let r = E2E.backy(["-b", job, "restore", "-r", id, "-"])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            XCTAssertEqual(E2E.sha256(r.stdout), hash)
+        }
+        print("purge beside backups: 20 backups, \(purges.get) purges, \(restores.get) restores, \(failures.get.count) failures, 0 missing chunks")
+    }
+
+    /// kill -9 of purge and verify at random moments never hurts a revision.
+    func testKill9DuringPurgeAndVerify() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = makeJob(d, mib: 40)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        let hash = E2E.sha256(file: img)
+        let kills = IntegrityTests.torture ? 60 : 12
+        var rng = SystemRandomNumberGenerator()
+        var killedPurge = 0, killedVerify = 0
+        for round in 0..<kills {
+            // Make garbage for purge: a backup of changed data, then forget it.
+            E2E.write(img, E2E.randomBytes(40 * 1024 * 1024, seed: UInt64(500 + round)), at: 0)
+            XCTAssertEqual(E2E.backy(["-b", job, "backup", "tmp"]).code, 0)
+            XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", "tmp"]).code, 0)
+            E2E.write(img, E2E.randomBytes(40 * 1024 * 1024, seed: 1), at: 0)
+            let isPurge = round % 2 == 0
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: E2E.binary)
+            p.arguments = ["-b", job] + (isPurge ? ["purge"] : ["verify", "--sample", "100"])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(useconds_t.random(in: 0...150_000, using: &rng))
+            if p.isRunning {
+                kill(p.processIdentifier, SIGKILL)
+                if isPurge { killedPurge += 1 } else { killedVerify += 1 }
+            }
+            p.waitUntilExit()
+            let r = E2E.backy(["-b", job, "restore", "-r", "daily", "-"])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            XCTAssertEqual(E2E.sha256(r.stdout), hash, "round \(round)")
+        }
+        XCTAssertEqual(E2E.backy(["-b", job, "purge"]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "verify", "--sample", "100"]).code, 0)
+        XCTAssertEqual(chunkFiles(job).count, 10, "garbage gone, nothing more")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job + "/.pins").filter { $0 != "gate" }, [], "no stale pins")
+        print("kill -9: \(killedPurge) purges and \(killedVerify) verifies killed; the revision stayed bit-exact")
+    }
+}
+
+/// A tiny lock-protected box for test threads.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func with<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
+    var get: T { with { $0 } }
+}
