@@ -1,0 +1,204 @@
+// FormatTests: on-disk formats and small value types: chunk headers, chunk
+// maps (and their damage detection), revision files in every shape backy 2.4
+// wrote, timestamps, revision ids, revision specs, byte formatting, tables.
+import XCTest
+@testable import ChunkStore
+
+final class FormatTests: XCTestCase {
+    func testChunkHeaderRoundTripAndDamage() {
+        let h = ChunkHeader(codec: .zstd, uncompressedLength: 4 << 20, payloadLength: 12345)
+        let b = h.bytes
+        XCTAssertEqual(Array(b[0..<4]), Array("BKYC".utf8))
+        XCTAssertEqual(b[4], 1)
+        XCTAssertEqual(b[5], 1)
+        XCTAssertEqual(b.withUnsafeBytes { ChunkHeader.decode($0) }, .success(h))
+        var bad = b; bad[0] = 0x41
+        XCTAssertEqual(bad.withUnsafeBytes { ChunkHeader.decode($0) }, .failure(.corrupt("bad magic")))
+        bad = b; bad[5] = 9
+        XCTAssertEqual(bad.withUnsafeBytes { ChunkHeader.decode($0) }, .failure(.corrupt("unknown codec 9")))
+        XCTAssertEqual(Array(b[0..<10]).withUnsafeBytes { ChunkHeader.decode($0) }, .failure(.truncated("header has 10 of 16 bytes")))
+        let raw = ChunkHeader(codec: .raw, uncompressedLength: 10, payloadLength: 11).bytes
+        if case .success = raw.withUnsafeBytes({ ChunkHeader.decode($0) }) { XCTFail("raw with wrong length accepted") }
+    }
+
+    func testChunkMapRoundTripAndChecksum() throws {
+        let a = Array("a".utf8).withUnsafeBytes { ChunkHash.sha256($0) }
+        let b = Array("b".utf8).withUnsafeBytes { ChunkHash.sha256($0) }
+        let m = ChunkMap(imageSize: 3 * 4194304 + 100, chunks: [a, .zero, b, a])
+        let bytes = m.encode()
+        XCTAssertEqual(bytes.count, 64 + 4 * 32)
+        XCTAssertEqual(Array(bytes[0..<8]), Array("BACKYMAP".utf8))
+        XCTAssertEqual(try ChunkMap.decode(bytes), m)
+        XCTAssertEqual(m.length(of: 3), 100)
+        XCTAssertEqual(m.length(of: 0), 4194304)
+        XCTAssertEqual(m.distinctChunks, [a, b])
+        // Any flipped byte is detected.
+        for pos in [9, 13, 17, 25, 40, 64, 100, bytes.count - 1] {
+            var bad = bytes
+            bad[pos] ^= 0x10
+            XCTAssertThrowsError(try ChunkMap.decode(bad), "byte \(pos)")
+        }
+        XCTAssertThrowsError(try ChunkMap.decode(Array(bytes.dropLast())))
+        XCTAssertThrowsError(try ChunkMap.decode(bytes + [0]))
+        // Count must match the size.
+        let wrong = ChunkMap(imageSize: 10, chunks: [a, b]).encode()
+        XCTAssertThrowsError(try ChunkMap.decode(wrong))
+        let empty = ChunkMap(imageSize: 0, chunks: [])
+        XCTAssertEqual(try ChunkMap.decode(empty.encode()), empty)
+    }
+
+    func testTimestampsInEveryShape() {
+        let t = Timestamp.date(year: 2019, month: 4, day: 17, hour: 10, minute: 22, second: 51, microsecond: 123456)
+        XCTAssertEqual(Timestamp.format(t), "2019-04-17 10:22:51.123456+00:00")
+        XCTAssertEqual(Timestamp.format(Timestamp.date(year: 2015, month: 9, day: 1, hour: 7, minute: 6, second: 47)), "2015-09-01 07:06:47+00:00")
+        for s in ["2019-04-17 10:22:51.123456+00:00", "2019-04-17T10:22:51.123456Z", "2019-04-17 10:22:51.123456",
+                  "2019-04-17T12:22:51.123456+02:00", "2019-04-17 05:22:51.123456-05:00", "2019-04-17t10:22:51.123456z",
+                  "2019-04-17 10:22:51.123456 +00:00", "2019-04-17 10:22:51.1234567+00:00"] {
+            XCTAssertEqual(Timestamp.parse(s).map(Timestamp.format), "2019-04-17 10:22:51.123456+00:00", s)
+        }
+        XCTAssertEqual(Timestamp.parse("1441091207.5").map(Timestamp.format), "2015-09-01 07:06:47.500000+00:00")
+        XCTAssertEqual(Timestamp.parse("2015-09-01").map(Timestamp.format), "2015-09-01 00:00:00+00:00")
+        XCTAssertEqual(Timestamp.parse("2015-09-01 7:06:47").map(Timestamp.format), "2015-09-01 07:06:47+00:00")
+        for bad in ["", "yesterday", "2015-13-01", "2015-09-01 25:00:00", "2015-09-01X07:06:47", "2015-09-01 07:06:47+0x"] {
+            XCTAssertNil(Timestamp.parse(bad), bad)
+        }
+        XCTAssertEqual(Timestamp.parseDay("2024-02-29").map(Timestamp.day), "2024-02-29")
+        XCTAssertNil(Timestamp.parseDay("2023-02-29"))
+        XCTAssertNil(Timestamp.parseDay("x"))
+    }
+
+    func testRevisionFileRoundTrip() throws {
+        var r = Revision(id: "VNzWKjnMqd6w58nzJwUZ98", timestamp: Timestamp.parse("2019-04-17 10:22:51.123456+00:00")!,
+                         parent: "Q5N5Ng5kFzNFVv6FDDDCHi", tags: ["weekly", "daily"])
+        r.stats["duration"] = .double(12.345678)
+        r.stats["bytes_written"] = .int(4194304)
+        let text = r.yaml()
+        XCTAssertEqual(text, """
+            backend_type: chunked-sha256
+            parent: Q5N5Ng5kFzNFVv6FDDDCHi
+            stats: {bytes_written: 4194304, duration: 12.345678}
+            tags: [daily, weekly]
+            timestamp: 2019-04-17 10:22:51.123456+00:00
+            trust: trusted
+            uuid: VNzWKjnMqd6w58nzJwUZ98
+
+            """)
+        let back = try Revision.parse(text, path: "x.rev")
+        XCTAssertEqual(back, r)
+        XCTAssertTrue(back.isComplete)
+    }
+
+    func testRevisionShapesBacky24Wrote() throws {
+        // PyYAML 3.11 style with nested flow map and extra keys.
+        let a = try Revision.parse("""
+            backend_type: chunked
+            parent: Q5N5Ng5kFzNFVv6FDDDCHi
+            stats:
+              bytes_written: 4194304
+              ceph-verification: partial
+              chunk_stats: {write_full: 3, write_partial: 1}
+              duration: 12.345678
+            tags: [daily, weekly]
+            timestamp: 2019-04-17 10:22:51.123456+00:00
+            trust: trusted
+            uuid: VNzWKjnMqd6w58nzJwUZ98
+            """, path: "a.rev")
+        XCTAssertEqual(a.backend, .legacyChunked)
+        XCTAssertEqual(a.tags, ["daily", "weekly"])
+        XCTAssertEqual(a.duration, 12.345678)
+        XCTAssertEqual(a.stats["chunk_stats"]?.map?["write_full"], .int(3))
+        // PyYAML 5 block style, naive timestamp, no trust, no backend_type, extra key.
+        let b = try Revision.parse("""
+            parent: null
+            stats:
+              bytes_written: 0
+            tags:
+            - daily
+            timestamp: 2015-08-29 00:00:00
+            type: full
+            uuid: 4c44bdc9-9ba3-4c9f-9e26-1d8e1cbc4cbd
+            """, path: "b.rev")
+        XCTAssertEqual(b.backend, .cowfile)
+        XCTAssertEqual(b.trust, .trusted)
+        XCTAssertNil(b.parent)
+        XCTAssertFalse(b.isComplete)
+        XCTAssertEqual(Timestamp.format(b.timestamp), "2015-08-29 00:00:00+00:00")
+        XCTAssertEqual(b.extra["type"], .string("full"))
+        XCTAssertTrue(b.yaml().contains("type: full"), "unknown keys are kept")
+        // Legacy float timestamp.
+        let c = try Revision.parse("uuid: x1\ntimestamp: 1441091207.0\nstats: {bytes_written: 1, duration: 0.5}\n", path: "c.rev")
+        XCTAssertEqual(Timestamp.format(c.timestamp), "2015-09-01 07:06:47+00:00")
+        XCTAssertThrowsError(try Revision.parse("uuid: x\n", path: "d.rev"))
+        XCTAssertThrowsError(try Revision.parse("uuid: x\ntimestamp: 2015-01-01\ntrust: maybe\n", path: "e.rev"))
+        XCTAssertThrowsError(try Revision.parse("- a\n- b\n", path: "f.rev"))
+    }
+
+    func testYAMLQuotingKeepsStrings() throws {
+        for s in ["daily", "manual:foo", "yes", "null", "123", "1.5", "2015-01-01", "a: b", "#x", "[x]", "with space", "",
+                  "it's", "-x", "a,b", "ünïcode"] {
+            let m = YAMLMap([("k", .string(s))])
+            let back = try YAML.parse(YAML.emit(m)).map?["k"]
+            XCTAssertEqual(back, .string(s), "'\(s)' as \(YAML.emit(m))")
+        }
+    }
+
+    func testRevisionIDs() {
+        let id = RevisionID.make()
+        XCTAssertEqual(id.count, 22)
+        XCTAssertTrue(id.allSatisfy { RevisionID.alphabet.contains($0) })
+        XCTAssertNotEqual(RevisionID.make(), RevisionID.make())
+        XCTAssertEqual(RevisionID.encode(hi: 0, lo: 0), String(repeating: "2", count: 22))
+        XCTAssertEqual(RevisionID.encode(hi: 0, lo: 56), "z" + String(repeating: "2", count: 21))
+        XCTAssertEqual(RevisionID.encode(hi: 0, lo: 57), "23" + String(repeating: "2", count: 20))
+        XCTAssertEqual(RevisionID.encode(hi: .max, lo: .max).count, 22)
+    }
+
+    func testRevisionSpecs() throws {
+        func rev(_ id: String, _ t: Double, _ tags: Set<String>, complete: Bool = true) -> Revision {
+            var r = Revision(id: id, timestamp: Date(timeIntervalSince1970: t), parent: nil, tags: tags)
+            if complete { r.stats["duration"] = .double(1) }
+            return r
+        }
+        let revs = [rev("aaa", 1, ["daily"]), rev("bbb", 2, ["daily", "weekly"]), rev("ccc", 3, ["daily"]),
+                    rev("ddd", 4, ["daily"], complete: false)]
+        XCTAssertEqual(try Job.find("0", in: revs).id, "ccc", "numbers count complete revisions only")
+        XCTAssertEqual(try Job.find("2", in: revs).id, "aaa")
+        XCTAssertEqual(try Job.find("last", in: revs).id, "ccc")
+        XCTAssertEqual(try Job.find("latest", in: revs).id, "ccc")
+        XCTAssertEqual(try Job.find("weekly", in: revs).id, "bbb")
+        XCTAssertEqual(try Job.find("daily", in: revs).id, "ccc")
+        XCTAssertEqual(try Job.find("ddd", in: revs).id, "ddd", "ids find incomplete ones too")
+        for bad in ["3", "-1", "monthly", "", "aa"] {
+            XCTAssertThrowsError(try Job.find(bad, in: revs), bad)
+        }
+        XCTAssertThrowsError(try Job.find("last", in: []))
+    }
+
+    func testByteFormatVectors() {
+        // backy 2.4's test_format_bytes vectors.
+        XCTAssertEqual(ByteFormat.flexible(0), "0 Bytes")
+        XCTAssertEqual(ByteFormat.flexible(1), "1 Byte")
+        XCTAssertEqual(ByteFormat.flexible(2), "2 Bytes")
+        XCTAssertEqual(ByteFormat.flexible(1023), "1023 Bytes")
+        XCTAssertEqual(ByteFormat.flexible(2500), "2.44 kiB")
+        XCTAssertEqual(ByteFormat.flexible(1024 * 1024), "1.00 MiB")
+        XCTAssertEqual(ByteFormat.flexible(524_280), "511.99 kiB")
+        XCTAssertEqual(ByteFormat.flexible(1 << 30), "1.00 GiB")
+        XCTAssertEqual(ByteFormat.flexible(Int64(1) << 50), "1024.00 TiB")
+    }
+
+    func testStatusTableMatchesBacky24() {
+        var r = Revision(id: "1", timestamp: Timestamp.parse("2015-09-01 07:06:47")!, parent: nil, tags: [])
+        r.stats = YAMLMap([("bytes_written", .int(0))])
+        XCTAssertEqual(StatusReport.table([r]), """
+            +---------------------+----+---------+-------+------+---------+
+            | Date (UTC)          | ID |    Size | Durat | Tags | Trust   |
+            +---------------------+----+---------+-------+------+---------+
+            | 2015-09-01 07:06:47 | 1  | 0 Bytes |   0 s |      | trusted |
+            +---------------------+----+---------+-------+------+---------+
+            1 revisions containing 0 Bytes data (estimated)
+            """)
+        r.stats["duration"] = .double(31.14)
+        XCTAssertTrue(StatusReport.table([r]).contains("| 31.1 s |"))
+    }
+}
