@@ -56,6 +56,7 @@ let package = Package(
 
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
+        .testTarget(name: "NBDServerTests", dependencies: ["NBDServer"]),
         // Runs the built `backy` binary (swift test builds it first).
         .testTarget(name: "EndToEndTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),

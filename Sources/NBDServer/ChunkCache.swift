@@ -1,0 +1,167 @@
+// ChunkCache: a small LRU cache of decoded, hash-checked chunks shared by
+// all connections. Chunks are keyed by content id, so revisions and clients
+// that share chunks share cache entries. A chunk being loaded is loaded once:
+// later requesters queue a callback. Entries are NIO ByteBuffers, so replies
+// send slices of them without copying; an evicted chunk's memory lives on
+// only while a reply still references it.
+import ChunkStore
+import Foundation
+import NIOCore
+
+public final class ChunkCache: @unchecked Sendable {
+    public enum Key: Hashable, Sendable {
+        /// Content-addressed chunk of the store.
+        case id(ChunkID)
+        /// A chunk of an image without ids (test images): image and index.
+        case local(ObjectIdentifier, Int)
+    }
+
+    public typealias Callback = (Result<ByteBuffer, Error>) -> Void
+
+    private enum Entry {
+        case loading([Callback])
+        case ready(ByteBuffer, UInt64)
+    }
+
+    private let lock = NSLock()
+    private var entries: [Key: Entry] = [:]
+    private var readyCount = 0
+    private var clock: UInt64 = 0
+    public let capacity: Int
+    let pool: WorkerPool
+    let allocator = ByteBufferAllocator()
+
+    /// Counters for tests and the log.
+    public private(set) var hits = 0
+    public private(set) var loads = 0
+
+    public init(capacity: Int, pool: WorkerPool) {
+        self.capacity = max(1, capacity)
+        self.pool = pool
+    }
+
+    public static func key(_ image: ImageReader, _ i: Int) -> Key {
+        if let n = image as? NativeImage { return .id(n.map.chunks[i]) }
+        return .local(ObjectIdentifier(image), i)
+    }
+
+    /// The chunk if it is cached (and marks it used).
+    public func lookup(_ key: Key) -> ByteBuffer? {
+        lock.lock(); defer { lock.unlock() }
+        if case .ready(let b, _)? = entries[key] {
+            clock += 1
+            entries[key] = .ready(b, clock)
+            hits += 1
+            return b
+        }
+        return nil
+    }
+
+    /// Returns the chunk at once if cached; otherwise arranges for it to be
+    /// loaded (once) and calls `done` on a worker thread, and returns nil.
+    public func get(_ image: ImageReader, _ i: Int, priority: WorkerPool.Priority = .demand,
+                    _ done: @escaping Callback) -> ByteBuffer? {
+        let key = ChunkCache.key(image, i)
+        lock.lock()
+        switch entries[key] {
+        case .ready(let b, _)?:
+            clock += 1
+            entries[key] = .ready(b, clock)
+            hits += 1
+            lock.unlock()
+            return b
+        case .loading(var cbs)?:
+            cbs.append(done)
+            entries[key] = .loading(cbs)
+            lock.unlock()
+            return nil
+        case nil:
+            entries[key] = .loading([done])
+            loads += 1
+            lock.unlock()
+            pool.submit(priority) { [self] ws in load(image, i, key, ws) }
+            return nil
+        }
+    }
+
+    /// Starts loading chunk `i` in the background unless it is cached or
+    /// on its way. Returns whether a load was started.
+    @discardableResult
+    public func prefetch(_ image: ImageReader, _ i: Int) -> Bool {
+        let key = ChunkCache.key(image, i)
+        lock.lock()
+        if entries[key] != nil {
+            lock.unlock()
+            return false
+        }
+        entries[key] = .loading([])
+        loads += 1
+        lock.unlock()
+        pool.submit(.prefetch) { [self] ws in load(image, i, key, ws) }
+        return true
+    }
+
+    /// Reads chunk `i` on the calling (worker) thread unless it is cached.
+    /// Never waits for another thread, so it cannot deadlock the pool.
+    public func getNow(_ image: ImageReader, _ i: Int, workspace ws: ChunkWorkspace) throws -> ByteBuffer {
+        let key = ChunkCache.key(image, i)
+        if let b = lookup(key) { return b }
+        let b = try Self.read(image, i, ws, allocator)
+        lock.lock()
+        if entries[key] == nil { insertReady(key, b) }
+        lock.unlock()
+        return b
+    }
+
+    static func read(_ image: ImageReader, _ i: Int, _ ws: ChunkWorkspace, _ allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        let len = image.length(of: i)
+        var buf = allocator.buffer(capacity: len)
+        let n = try buf.writeWithUnsafeMutableBytes(minimumWritableBytes: len) { out in
+            try image.read(i, into: out, workspace: ws)
+        }
+        if n != len {
+            throw ChunkReadError(id: .zero, fault: .corrupt("read \(n) bytes of chunk \(i), expected \(len)"))
+        }
+        return buf
+    }
+
+    private func load(_ image: ImageReader, _ i: Int, _ key: Key, _ ws: ChunkWorkspace) {
+        let result: Result<ByteBuffer, Error>
+        do {
+            result = .success(try Self.read(image, i, ws, allocator))
+        } catch {
+            result = .failure(error)
+        }
+        lock.lock()
+        var cbs: [Callback] = []
+        if case .loading(let c)? = entries[key] { cbs = c }
+        switch result {
+        case .success(let b): insertReady(key, b)
+        case .failure: entries[key] = nil  // not cached: the next read tries again
+        }
+        lock.unlock()
+        for cb in cbs { cb(result) }
+    }
+
+    /// Call with the lock held.
+    private func insertReady(_ key: Key, _ b: ByteBuffer) {
+        if case .ready? = entries[key] {} else { readyCount += 1 }
+        clock += 1
+        entries[key] = .ready(b, clock)
+        while readyCount > capacity {
+            var oldest: (Key, UInt64)?
+            for (k, e) in entries {
+                if case .ready(_, let t) = e, oldest == nil || t < oldest!.1 { oldest = (k, t) }
+            }
+            guard let o = oldest else { break }
+            entries[o.0] = nil
+            readyCount -= 1
+        }
+    }
+
+    /// Chunks currently cached.
+    public var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return readyCount
+    }
+}

@@ -1,0 +1,888 @@
+// NBDConnection: one client, from the greeting to the disconnect. Runs on
+// the channel's event loop; everything that may block (scanning the job,
+// loading a map, reading chunks, writing the overlay) runs elsewhere and
+// comes back through `eventLoop.execute`. Requests are served concurrently
+// and answered as they complete. The connection stops reading from the
+// socket while it works on an option, while it has too many requests or
+// bytes in flight, or while the client does not read its replies.
+import ChunkStore
+import Foundation
+import Logging
+import NIOCore
+
+final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = NBDInbound
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let core: ServerCore
+    let control: NBDDecoderControl
+    let id: Int
+    var log: Logger { core.log }
+    private var context: ChannelHandlerContext!
+    private var peer = "?"
+
+    // Handshake state.
+    private var noZeroes = false
+    private var structured = false
+    /// Export name of the last SET_META_CONTEXT that selected base:allocation.
+    private var metaName: String?
+    private var optionCount = 0
+    private var waitingForOption = false
+
+    // Transmission state.
+    private var export: OpenExport?
+    private var overlay: Overlay?
+    private var metaActive = false
+    private var inflight = 0
+    private var inflightBytes = 0
+    private var readPending = false
+    private var disconnecting = false
+    private var shuttingDown = false
+    private var closed = false
+    private var lastChunk = -2
+
+    // Statistics for the log.
+    private let started = Date()
+    private var requests = 0
+    private var bytesRead: UInt64 = 0
+    private var bytesWritten: UInt64 = 0
+    private var failures = 0
+
+    /// A shared buffer of zeros for replies that must carry zero bytes.
+    static let zeros: ByteBuffer = {
+        var b = ByteBufferAllocator().buffer(capacity: 1 << 20)
+        b.writeRepeatingByte(0, count: 1 << 20)
+        return b
+    }()
+
+    init(core: ServerCore, control: NBDDecoderControl) {
+        self.core = core
+        self.control = control
+        id = core.nextID.with { n -> Int in
+            n += 1
+            return n
+        }
+    }
+
+    private var writable: Bool { core.config.writable }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let refused: String? = core.stopping.get ? "the server is stopping"
+            : core.connections.with { m -> String? in
+                if m.count >= core.config.maxConnections { return "too many connections (\(m.count))" }
+                m[id] = self
+                return nil
+            }
+        if let why = refused {
+            log.warning("NBD connection from \(peer) refused: \(why)")
+            closed = true
+            control.phase = .stopped
+            context.close(promise: nil)
+            return
+        }
+        log.info("NBD connection \(id) from \(peer)")
+        var b = context.channel.allocator.buffer(capacity: 18)
+        NBDEncode.greeting(&b)
+        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let wasRegistered = core.connections.with { $0.removeValue(forKey: id) != nil }
+        closed = true
+        control.phase = .stopped
+        if let ex = export {
+            ex.close()
+            export = nil
+        }
+        overlay = nil
+        if wasRegistered {
+            let secs = Date().timeIntervalSince(started)
+            log.info("NBD connection \(id) from \(peer) closed after \(String(format: "%.1f", secs)) s: \(requests) requests, \(ByteFormat.flexible(Int64(bytesRead))) read, \(ByteFormat.flexible(Int64(bytesWritten))) written to the overlay, \(failures) failed")
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if !closed {
+            log.warning("NBD connection \(id) from \(peer): \(error); closing")
+        }
+        close()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        updateFlow()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if control.paused || closed {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if closed { return }
+        switch unwrapInboundIn(data) {
+        case .clientFlags(let f):
+            if f & ~(NBD.clientFlagFixedNewstyle | NBD.clientFlagNoZeroes) != 0 {
+                log.warning("NBD connection \(id): unknown client flags 0x\(String(f, radix: 16)); closing")
+                close()
+                return
+            }
+            noZeroes = f & NBD.clientFlagNoZeroes != 0
+            control.phase = .options
+        case .option(let code, let data):
+            handleOption(code, data)
+        case .optionTooBig(let code, let length):
+            countOption()
+            if closed { return }
+            log.warning("NBD connection \(id): option \(code) with \(length) bytes of data refused")
+            switch code {
+            case NBD.optExportName:
+                close()
+            case NBD.optList, NBD.optInfo, NBD.optGo, NBD.optStructuredReply, NBD.optListMetaContext,
+                 NBD.optSetMetaContext, NBD.optAbort:
+                if code == NBD.optSetMetaContext { metaName = nil }
+                replyOption(code, NBD.repErrTooBig, "option data too long (\(length) bytes)")
+            default:
+                replyOption(code, NBD.repErrUnsup, "unsupported option \(code)")
+            }
+        case .request(let req, let payload):
+            handleRequest(req, payload: payload)
+        case .requestPayloadSkipped(let req):
+            requests += 1
+            begin(0)
+            if req.flags & ~NBDTransmission.allowedFlags(type: req.type, structured: structured) != 0 {
+                replyError(req, NBD.EINVAL, "command flags 0x\(String(req.flags, radix: 16)) not valid for command \(req.type)")
+            } else if !writable {
+                replyError(req, NBD.EPERM, "the export is read-only")
+            } else {
+                replyError(req, NBD.EINVAL, "write of \(req.length) bytes exceeds the maximum block size")
+            }
+        case .violation(let why):
+            log.warning("NBD connection \(id) from \(peer): \(why); closing")
+            close()
+        }
+    }
+
+    // MARK: flow control
+
+    /// Pauses or resumes decoding and socket reads.
+    private func updateFlow() {
+        guard !closed, let context else { return }
+        let pause = waitingForOption || disconnecting || shuttingDown
+            || inflight >= core.config.maxInflightRequests
+            || inflightBytes >= core.config.maxInflightBytes
+            || !context.channel.isWritable
+        if control.paused && !pause {
+            control.paused = false
+            // Decode what is already buffered, then read more.
+            context.pipeline.syncOperations.fireChannelRead(NIOAny(context.channel.allocator.buffer(capacity: 0)))
+            if readPending && !closed && !control.paused {
+                readPending = false
+                context.read()
+            }
+        } else {
+            control.paused = pause
+        }
+    }
+
+    private func close() {
+        guard !closed else { return }
+        closed = true
+        control.phase = .stopped
+        context?.close(promise: nil)
+    }
+
+    /// Called on any thread when the server stops.
+    func beginShutdown() {
+        guard let loop = context?.eventLoop else { return }
+        loop.execute { [self] in
+            shuttingDown = true
+            if control.phase != .transmission {
+                close()
+            } else {
+                updateFlow()
+                finishIfIdle()
+            }
+        }
+    }
+
+    func forceClose() {
+        guard let loop = context?.eventLoop else { return }
+        loop.execute { [self] in close() }
+    }
+
+    private func finishIfIdle() {
+        if (disconnecting || shuttingDown) && inflight == 0 && !closed {
+            context.flush()
+            close()
+        }
+    }
+
+    // MARK: handshake
+
+    private func countOption() {
+        optionCount += 1
+        if optionCount > NBDLimits.maxOptionsPerHandshake {
+            log.warning("NBD connection \(id): more than \(NBDLimits.maxOptionsPerHandshake) options; closing")
+            close()
+        }
+    }
+
+    private func replyOption(_ option: UInt32, _ type: UInt32, _ message: String = "") {
+        var b = context.channel.allocator.buffer(capacity: 20 + message.utf8.count)
+        NBDEncode.optionReply(&b, option: option, type: type, message: message)
+        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+    }
+
+    /// Runs blocking work off the event loop, then `then` on it; decoding
+    /// pauses meanwhile.
+    private func offLoop<T>(_ work: @escaping () throws -> T, then: @escaping (Result<T, Error>) -> Void) {
+        waitingForOption = true
+        updateFlow()
+        let loop = context.eventLoop
+        core.control.async {
+            let r = Result { try work() }
+            loop.execute { [self] in
+                waitingForOption = false
+                if closed { return }
+                then(r)
+                updateFlow()
+            }
+        }
+    }
+
+    private static func message(_ e: Error) -> String {
+        if let b = e as? BackyError { return b.message }
+        return "\(e)"
+    }
+
+    private func handleOption(_ code: UInt32, _ data: ByteBuffer) {
+        countOption()
+        if closed { return }
+        let provider = core.provider
+        switch code {
+        case NBD.optExportName:
+            var d = data
+            guard let name = NBDOptionParser.readString(&d, length: d.readableBytes) else {
+                log.warning("NBD connection \(id): malformed export name; closing")
+                close()
+                return
+            }
+            let config = core.config
+            offLoop({ try Self.open(provider, name, config) }) { [self] r in
+                switch r {
+                case .success(let (ex, ov)):
+                    enterTransmission(ex, ov, name: name)
+                    var b = context.channel.allocator.buffer(capacity: 134)
+                    NBDEncode.exportNameReply(&b, size: ex.info.size, flags: transmissionFlags, noZeroes: noZeroes)
+                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+                case .failure(let e):
+                    // EXPORT_NAME cannot answer with an error: hard disconnect.
+                    log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e)); closing")
+                    close()
+                }
+            }
+
+        case NBD.optAbort:
+            replyOption(code, NBD.repAck)
+            close()
+
+        case NBD.optList:
+            guard data.readableBytes == 0 else {
+                replyOption(code, NBD.repErrInvalid, "NBD_OPT_LIST takes no data")
+                return
+            }
+            offLoop({ try provider.list() }) { [self] r in
+                switch r {
+                case .success(let exports):
+                    var b = context.channel.allocator.buffer(capacity: 64 * (exports.count + 1))
+                    for e in exports { NBDEncode.serverReply(&b, name: e.name, description: e.description) }
+                    NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
+                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+                case .failure(let e):
+                    replyOption(code, NBD.repErrInvalid, "cannot list revisions: \(Self.message(e))")
+                }
+            }
+
+        case NBD.optInfo, NBD.optGo:
+            guard let (name, _) = NBDOptionParser.infoRequest(data) else {
+                replyOption(code, NBD.repErrInvalid, "malformed NBD_OPT_INFO/GO data")
+                return
+            }
+            let go = code == NBD.optGo
+            let config = core.config
+            if go {
+                offLoop({ try Self.open(provider, name, config) }) { [self] r in
+                    switch r {
+                    case .success(let (ex, ov)):
+                        var b = context.channel.allocator.buffer(capacity: 256)
+                        writeInfo(&b, code, ex.info)
+                        NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
+                        enterTransmission(ex, ov, name: name)
+                        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+                    case .failure(let e):
+                        log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e))")
+                        replyOption(code, NBD.repErrUnknown, Self.message(e))
+                    }
+                }
+            } else {
+                offLoop({ try provider.describe(name) }) { [self] r in
+                    switch r {
+                    case .success(let info):
+                        var b = context.channel.allocator.buffer(capacity: 256)
+                        writeInfo(&b, code, info)
+                        NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
+                        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+                    case .failure(let e):
+                        replyOption(code, NBD.repErrUnknown, Self.message(e))
+                    }
+                }
+            }
+
+        case NBD.optStructuredReply:
+            guard data.readableBytes == 0 else {
+                replyOption(code, NBD.repErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data")
+                return
+            }
+            structured = true
+            replyOption(code, NBD.repAck)
+
+        case NBD.optListMetaContext, NBD.optSetMetaContext:
+            let set = code == NBD.optSetMetaContext
+            if set { metaName = nil }  // replaced even if this one fails
+            guard structured else {
+                replyOption(code, NBD.repErrInvalid, "negotiate structured replies first")
+                return
+            }
+            guard let (name, queries) = NBDOptionParser.metaContextRequest(data) else {
+                replyOption(code, NBD.repErrInvalid, "malformed meta context request")
+                return
+            }
+            var contexts = Set<String>()
+            for q in queries {
+                guard let m = NBDMetaContext.match(q, listing: !set) else {
+                    replyOption(code, NBD.repErrInvalid, "malformed meta context query '\(q)'")
+                    return
+                }
+                contexts.formUnion(m)
+            }
+            if !set && queries.isEmpty { contexts = [NBDMetaContext.baseAllocation] }
+            offLoop({ try provider.describe(name) }) { [self] r in
+                switch r {
+                case .success:
+                    var b = context.channel.allocator.buffer(capacity: 64)
+                    for c in contexts.sorted() {
+                        NBDEncode.metaContext(&b, option: code, id: set ? NBDMetaContext.baseAllocationID : 0, name: c)
+                    }
+                    NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
+                    if set && !contexts.isEmpty { metaName = name }
+                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+                case .failure(let e):
+                    replyOption(code, NBD.repErrUnknown, Self.message(e))
+                }
+            }
+
+        default:
+            // STARTTLS, EXTENDED_HEADERS and anything unknown.
+            replyOption(code, NBD.repErrUnsup, "unsupported option \(code)")
+        }
+    }
+
+    private static func open(_ provider: ExportProvider, _ name: String, _ config: NBDServerConfig) throws -> (OpenExport, Overlay?) {
+        let ex = try provider.open(name)
+        guard config.writable else { return (ex, nil) }
+        do {
+            let ov = try Overlay(size: ex.info.size, chunkSize: ex.image.chunkSize, directory: config.overlayDirectory)
+            return (ex, ov)
+        } catch {
+            ex.close()
+            throw error
+        }
+    }
+
+    private var transmissionFlags: UInt16 {
+        NBDTransmission.flags(writable: writable, structured: structured)
+    }
+
+    private func writeInfo(_ b: inout ByteBuffer, _ code: UInt32, _ info: ExportInfo) {
+        NBDEncode.infoExport(&b, option: code, size: info.size, flags: transmissionFlags)
+        NBDEncode.infoString(&b, option: code, info: NBD.infoName, info.name)
+        NBDEncode.infoString(&b, option: code, info: NBD.infoDescription, info.description)
+        let minBlock: UInt32 = info.size % UInt64(NBDLimits.minBlockSize) == 0 ? NBDLimits.minBlockSize : 1
+        NBDEncode.infoBlockSize(&b, option: code, min: minBlock, preferred: NBDLimits.preferredBlockSize,
+                                max: UInt32(NBDLimits.maxRequest))
+    }
+
+    private func enterTransmission(_ ex: OpenExport, _ ov: Overlay?, name: String) {
+        export = ex
+        overlay = ov
+        metaActive = structured && metaName != nil && metaName == name
+        control.acceptWrites = writable
+        control.phase = .transmission
+        log.info("NBD connection \(id): serving revision \(ex.info.name) (\(ByteFormat.flexible(Int64(ex.info.size)))), \(writable ? "writable overlay" : "read-only")")
+    }
+
+    // MARK: transmission
+
+    /// Counts a request in flight holding `bytes`.
+    private func begin(_ bytes: Int) {
+        inflight += 1
+        inflightBytes += bytes
+        updateFlow()
+    }
+
+    /// Sends a reply's buffers; the request stops counting once written.
+    private func send(_ buffers: [ByteBuffer], bytes: Int) {
+        if closed { return }
+        for (k, b) in buffers.enumerated() {
+            if k == buffers.count - 1 {
+                let p = context.eventLoop.makePromise(of: Void.self)
+                p.futureResult.whenComplete { [self] _ in done(bytes) }
+                context.write(wrapOutboundOut(b), promise: p)
+            } else {
+                context.write(wrapOutboundOut(b), promise: nil)
+            }
+        }
+        context.flush()
+    }
+
+    private func done(_ bytes: Int) {
+        inflight -= 1
+        inflightBytes -= bytes
+        updateFlow()
+        finishIfIdle()
+    }
+
+    private func replyOK(_ req: NBDRequest, bytes: Int = 0) {
+        var b = context.channel.allocator.buffer(capacity: 16)
+        NBDEncode.simpleReply(&b, error: 0, handle: req.handle)
+        send([b], bytes: bytes)
+    }
+
+    private func replyError(_ req: NBDRequest, _ error: UInt32, _ message: String, bytes: Int = 0) {
+        failures += 1
+        var b = context.channel.allocator.buffer(capacity: 32 + message.utf8.count)
+        if structured {
+            NBDEncode.structuredError(&b, handle: req.handle, error: error, message: message)
+        } else {
+            NBDEncode.simpleReply(&b, error: error, handle: req.handle)
+        }
+        send([b], bytes: bytes)
+    }
+
+    private func handleRequest(_ req: NBDRequest, payload: ByteBuffer?) {
+        guard let ex = export else { return }
+        requests += 1
+        if req.type == NBD.cmdDisc {
+            disconnecting = true
+            updateFlow()
+            finishIfIdle()
+            return
+        }
+        let size = ex.info.size
+        begin(payload?.readableBytes ?? 0)
+        let heldBytes = payload?.readableBytes ?? 0
+        if req.flags & ~NBDTransmission.allowedFlags(type: req.type, structured: structured) != 0 {
+            replyError(req, NBD.EINVAL, "command flags 0x\(String(req.flags, radix: 16)) not valid for command \(req.type)", bytes: heldBytes)
+            return
+        }
+        switch req.type {
+        case NBD.cmdRead:
+            guard req.fits(size: size) else {
+                return replyError(req, NBD.EINVAL, "read beyond the end of the export (size \(size))")
+            }
+            guard req.length <= UInt32(NBDLimits.maxRequest) else {
+                return replyError(req, NBD.EINVAL, "read of \(req.length) bytes exceeds the maximum block size")
+            }
+            read(req, ex)
+
+        case NBD.cmdWrite:
+            guard let ov = overlay, let data = payload else {
+                return replyError(req, NBD.EPERM, "the export is read-only", bytes: heldBytes)
+            }
+            guard req.fits(size: size) else {
+                return replyError(req, NBD.ENOSPC, "write beyond the end of the export (size \(size))", bytes: heldBytes)
+            }
+            modify(req, bytes: heldBytes) { base in
+                try data.withUnsafeReadableBytes { try ov.write(offset: req.offset, data: $0, base: base) }
+            }
+
+        case NBD.cmdFlush:
+            // Nothing is cached for writing: the overlay is throwaway and
+            // the revision is never written.
+            replyOK(req)
+
+        case NBD.cmdTrim, NBD.cmdWriteZeroes:
+            guard let ov = overlay else {
+                return replyError(req, NBD.EPERM, "the export is read-only")
+            }
+            guard req.fits(size: size) else {
+                return replyError(req, req.type == NBD.cmdTrim ? NBD.EINVAL : NBD.ENOSPC,
+                                  "request beyond the end of the export (size \(size))")
+            }
+            if req.type == NBD.cmdWriteZeroes && req.length > UInt32(NBDLimits.maxRequest)
+                && req.flags & NBD.cmdFlagFastZero == 0 {
+                return replyError(req, NBD.EINVAL, "write zeroes of \(req.length) bytes exceeds the maximum block size")
+            }
+            modify(req, bytes: 0) { base in
+                try ov.zero(offset: req.offset, length: UInt64(req.length), base: base)
+            }
+
+        case NBD.cmdCache:
+            guard req.fits(size: size) else {
+                return replyError(req, NBD.EINVAL, "cache request beyond the end of the export (size \(size))")
+            }
+            guard req.length <= UInt32(NBDLimits.maxRequest) else {
+                return replyError(req, NBD.EINVAL, "cache request of \(req.length) bytes exceeds the maximum block size")
+            }
+            if req.length > 0 {
+                let img = ex.image
+                let cs = UInt64(img.chunkSize)
+                let first = Int(req.offset / cs)
+                let last = Int((req.offset + UInt64(req.length) - 1) / cs)
+                var started = 0
+                for c in first...last where !img.isZero(c) && started < max(1, core.cache.capacity / 2) {
+                    if core.cache.prefetch(img, c) { started += 1 }
+                }
+            }
+            replyOK(req)
+
+        case NBD.cmdBlockStatus:
+            guard metaActive else {
+                return replyError(req, NBD.EINVAL, "no metadata context was negotiated for this export")
+            }
+            guard req.length > 0, req.fits(size: size) else {
+                return replyError(req, NBD.EINVAL, "block status range outside the export (size \(size))")
+            }
+            let ext = BlockStatus.extents(image: ex.image, overlay: overlay, offset: req.offset, length: req.length,
+                                          reqOne: req.flags & NBD.cmdFlagReqOne != 0)
+            var b = context.channel.allocator.buffer(capacity: 24 + 8 * ext.count)
+            NBDEncode.blockStatus(&b, handle: req.handle, contextID: NBDMetaContext.baseAllocationID, extents: ext)
+            send([b], bytes: 0)
+
+        default:
+            replyError(req, NBD.EINVAL, "unknown command \(req.type)", bytes: heldBytes)
+        }
+    }
+
+    /// Runs an overlay change on a worker, then replies.
+    private func modify(_ req: NBDRequest, bytes: Int, _ body: @escaping (Overlay.BaseReader) throws -> Void) {
+        guard let ex = export else { return }
+        let image = ex.image
+        let cache = core.cache
+        let loop = context.eventLoop
+        core.pool.submit(.demand) { [self] ws in
+            let base: Overlay.BaseReader = { offset, out in
+                try Self.readBase(image, cache, ws, offset, out)
+            }
+            let r = Result { try body(base) }
+            loop.execute { [self] in
+                if closed { return }
+                switch r {
+                case .success:
+                    if req.type == NBD.cmdWrite { bytesWritten += UInt64(req.length) }
+                    replyOK(req, bytes: bytes)
+                case .failure(let e):
+                    log.error("NBD connection \(id): revision \(ex.info.name): \(req.type == NBD.cmdWrite ? "write" : "zero") at offset \(req.offset) failed: \(e)")
+                    replyError(req, NBD.EIO, "\(e)", bytes: bytes)
+                }
+            }
+        }
+    }
+
+    /// Reads revision bytes on a worker thread (for read-modify-write).
+    static func readBase(_ image: ImageReader, _ cache: ChunkCache, _ ws: ChunkWorkspace,
+                         _ offset: UInt64, _ out: UnsafeMutableRawBufferPointer) throws {
+        let cs = UInt64(image.chunkSize)
+        var pos = offset
+        var done = 0
+        while done < out.count {
+            let c = Int(pos / cs)
+            let inChunk = Int(pos - UInt64(c) * cs)
+            let n = min(out.count - done, image.length(of: c) - inChunk)
+            if image.isZero(c) {
+                (out.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+            } else {
+                let b = try cache.getNow(image, c, workspace: ws)
+                b.withUnsafeReadableBytes { src in
+                    (out.baseAddress! + done).copyMemory(from: src.baseAddress! + inChunk, byteCount: n)
+                }
+            }
+            done += n
+            pos += UInt64(n)
+        }
+    }
+
+    // MARK: reads
+
+    /// One piece of a read: zeros, part of a chunk, or overlay data.
+    enum Segment {
+        case zero(offset: UInt64, length: Int)
+        case chunk(index: Int, inChunk: Int, offset: UInt64, length: Int)
+        case overlay(offset: UInt64, length: Int)
+
+        var offset: UInt64 {
+            switch self {
+            case .zero(let o, _), .chunk(_, _, let o, _), .overlay(let o, _): return o
+            }
+        }
+        var length: Int {
+            switch self {
+            case .zero(_, let l), .chunk(_, _, _, let l), .overlay(_, let l): return l
+            }
+        }
+        var isZero: Bool { if case .zero = self { return true } else { return false } }
+    }
+
+    /// The state of one read until all its pieces are there.
+    final class ReadOp {
+        let req: NBDRequest
+        let segments: [Segment]
+        var data: [ByteBuffer?]
+        var pending = 0
+        var error: Error?
+        var bytes: Int
+        init(_ req: NBDRequest, _ segments: [Segment]) {
+            self.req = req
+            self.segments = segments
+            data = Array(repeating: nil, count: segments.count)
+            bytes = Int(req.length)
+        }
+    }
+
+    static func segments(image: ImageReader, overlay: Overlay?, offset: UInt64, length: Int) -> [Segment] {
+        var segs: [Segment] = []
+        let cs = UInt64(image.chunkSize)
+        let end = offset + UInt64(length)
+        var pos = offset
+        func base(_ c: Int, _ from: UInt64, _ to: UInt64) {
+            if image.isZero(c) {
+                if case .zero(let o, let l)? = segs.last, o + UInt64(l) == from {
+                    segs[segs.count - 1] = .zero(offset: o, length: l + Int(to - from))
+                } else {
+                    segs.append(.zero(offset: from, length: Int(to - from)))
+                }
+            } else {
+                segs.append(.chunk(index: c, inChunk: Int(from - UInt64(c) * cs), offset: from, length: Int(to - from)))
+            }
+        }
+        while pos < end {
+            let c = Int(pos / cs)
+            let pieceEnd = min(end, UInt64(c + 1) * cs)
+            if let ov = overlay, ov.touches(chunk: c) {
+                for r in ov.runs(offset: pos, length: pieceEnd - pos) {
+                    if r.inOverlay {
+                        segs.append(.overlay(offset: r.offset, length: Int(r.length)))
+                    } else {
+                        base(c, r.offset, r.offset + r.length)
+                    }
+                }
+            } else {
+                base(c, pos, pieceEnd)
+            }
+            pos = pieceEnd
+        }
+        return segs
+    }
+
+    private func read(_ req: NBDRequest, _ ex: OpenExport) {
+        if req.length == 0 {
+            var b = context.channel.allocator.buffer(capacity: 20)
+            if structured {
+                NBDEncode.structuredHeader(&b, flags: NBD.replyFlagDone, type: NBD.replyTypeNone, handle: req.handle, length: 0)
+            } else {
+                NBDEncode.simpleReply(&b, error: 0, handle: req.handle)
+            }
+            send([b], bytes: 0)
+            return
+        }
+        let image = ex.image
+        let op = ReadOp(req, Self.segments(image: image, overlay: overlay, offset: req.offset, length: Int(req.length)))
+        inflightBytes += op.bytes
+        let loop = context.eventLoop
+        let cache = core.cache
+        for (k, seg) in op.segments.enumerated() {
+            switch seg {
+            case .zero:
+                break
+            case .chunk(let c, _, _, _):
+                let got = cache.get(image, c) { [self] r in
+                    loop.execute { [self] in arrived(op, k, r) }
+                }
+                if let b = got { op.data[k] = b } else { op.pending += 1 }
+            case .overlay(let off, let len):
+                op.pending += 1
+                let ov = overlay!
+                let alloc = context.channel.allocator
+                core.pool.submit(.demand) { [self] _ in
+                    var b = alloc.buffer(capacity: len)
+                    let r = Result<ByteBuffer, Error> {
+                        try b.writeWithUnsafeMutableBytes(minimumWritableBytes: len) { out in
+                            try ov.read(offset: off, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<len]))
+                            return len
+                        }
+                        return b
+                    }
+                    loop.execute { [self] in arrived(op, k, r) }
+                }
+            }
+        }
+        readAhead(image, req)
+        if op.pending == 0 { finish(op) }
+    }
+
+    private func arrived(_ op: ReadOp, _ k: Int, _ r: Result<ByteBuffer, Error>) {
+        switch r {
+        case .success(let b): op.data[k] = b
+        case .failure(let e): if op.error == nil { op.error = e }
+        }
+        op.pending -= 1
+        if op.pending == 0 { finish(op) }
+    }
+
+    /// Starts loading the chunks after a sequential reader's position.
+    private func readAhead(_ image: ImageReader, _ req: NBDRequest) {
+        let n = core.config.readAhead
+        let cs = UInt64(image.chunkSize)
+        let last = Int((req.offset + UInt64(req.length) - 1) / cs)
+        defer { lastChunk = last }
+        guard n > 0, last == lastChunk || last == lastChunk + 1 else { return }
+        guard core.pool.queuedPrefetch < core.pool.count * 4 else { return }
+        var c = last + 1
+        while c <= last + n && c < image.chunkCount {
+            if !image.isZero(c) { core.cache.prefetch(image, c) }
+            c += 1
+        }
+    }
+
+    /// Sends a completed read.
+    private func finish(_ op: ReadOp) {
+        if closed { return }
+        let req = op.req
+        if let e = op.error {
+            log.error("NBD connection \(id): revision \(export?.info.name ?? "?"): cannot read \(req.length) bytes at offset \(req.offset): \(e)")
+            inflightBytes -= op.bytes
+            replyError(req, NBD.EIO, "damaged or missing backup data: \(e)")
+            return
+        }
+        bytesRead += UInt64(req.length)
+        let alloc = context.channel.allocator
+        var out = ReplyWriter(allocator: alloc)
+        // Bytes this reply pins until written: copied bytes, or whole chunk
+        // buffers for data sent as slices of them.
+        var cost = 0
+        func appendData(_ k: Int) {
+            let seg = op.segments[k]
+            switch seg {
+            case .zero(_, let len):
+                out.zeros(len)
+                cost += min(len, 64 << 10)
+            case .chunk(_, let inChunk, _, let len):
+                let buf = op.data[k]!
+                let slice = buf.getSlice(at: buf.readerIndex + inChunk, length: len)!
+                if len < ReplyWriter.copyLimit {
+                    out.copy(slice)
+                    cost += len
+                } else {
+                    out.append(slice)
+                    cost += buf.capacity
+                }
+            case .overlay:
+                out.append(op.data[k]!)
+                cost += seg.length
+            }
+        }
+        if !structured {
+            out.header { NBDEncode.simpleReply(&$0, error: 0, handle: req.handle) }
+            for k in op.segments.indices { appendData(k) }
+        } else if req.flags & NBD.cmdFlagDF != 0 {
+            out.header { NBDEncode.dataHeader(&$0, handle: req.handle, offset: req.offset, dataLength: Int(req.length), done: true) }
+            for k in op.segments.indices { appendData(k) }
+        } else {
+            // Runs of data become OFFSET_DATA chunks, runs of zeros OFFSET_HOLE.
+            var k = 0
+            let segs = op.segments
+            while k < segs.count {
+                var j = k
+                var len = 0
+                while j < segs.count && segs[j].isZero == segs[k].isZero {
+                    len += segs[j].length
+                    j += 1
+                }
+                let last = j == segs.count
+                let off = segs[k].offset
+                if segs[k].isZero {
+                    out.header { NBDEncode.hole(&$0, handle: req.handle, offset: off, length: UInt32(len), done: last) }
+                } else {
+                    out.header { NBDEncode.dataHeader(&$0, handle: req.handle, offset: off, dataLength: len, done: last) }
+                    for m in k..<j { appendData(m) }
+                }
+                k = j
+            }
+        }
+        inflightBytes += cost - op.bytes
+        send(out.finish(), bytes: cost)
+    }
+}
+
+/// Collects the buffers of one reply: small pieces are copied into one
+/// buffer, large ones are sent as they are (slices of cached chunks).
+struct ReplyWriter {
+    static let copyLimit = 64 << 10
+    let allocator: ByteBufferAllocator
+    var buffers: [ByteBuffer] = []
+    var current: ByteBuffer
+
+    init(allocator: ByteBufferAllocator) {
+        self.allocator = allocator
+        current = allocator.buffer(capacity: 256)
+    }
+
+    mutating func header(_ body: (inout ByteBuffer) -> Void) {
+        body(&current)
+    }
+
+    mutating func copy(_ b: ByteBuffer) {
+        var b = b
+        current.writeBuffer(&b)
+    }
+
+    mutating func append(_ b: ByteBuffer) {
+        if current.readableBytes > 0 {
+            buffers.append(current)
+            current = allocator.buffer(capacity: 256)
+        }
+        buffers.append(b)
+    }
+
+    mutating func zeros(_ n: Int) {
+        if n < Self.copyLimit {
+            current.writeRepeatingByte(0, count: n)
+            return
+        }
+        var left = n
+        while left > 0 {
+            let k = min(left, NBDConnection.zeros.readableBytes)
+            append(NBDConnection.zeros.getSlice(at: NBDConnection.zeros.readerIndex, length: k)!)
+            left -= k
+        }
+    }
+
+    mutating func finish() -> [ByteBuffer] {
+        if current.readableBytes > 0 || buffers.isEmpty { buffers.append(current) }
+        return buffers
+    }
+}
