@@ -1,0 +1,342 @@
+// Config.swift — the scheduler's configuration file (`/etc/backy.conf`, reference
+// §3.1): `global` (base-dir, worker-limit, status-file, status-interval,
+// telnet-addrs, telnet-port), `schedules` (name → tag → {interval, keep}) and `jobs`
+// (name → {schedule, source}). Every problem is reported as one line naming the
+// file, the line (where the YAML parser knows it) and the key, e.g.
+// `/etc/backy.conf: line 12: jobs.test01.schedule: unknown schedule "hourly"`.
+//
+// Relative paths (`base-dir`, `status-file`, and a `file` source's `filename`)
+// are resolved against the directory of the configuration file.
+
+import ChunkStore
+import Foundation
+import SourcesPlugins
+
+/// A configuration problem: one line of text for the operator.
+public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One job of the configuration.
+public struct JobDefinition: Equatable, Sendable {
+    /// The job name (also the name of its directory below base-dir).
+    public var name: String
+    /// The name of its schedule.
+    public var scheduleName: String
+    /// The schedule itself.
+    public var schedule: Schedule
+    /// The source description written to the job's `config` (relative file names
+    /// already made absolute).
+    public var source: YAMLMap
+
+    public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap) {
+        self.name = name
+        self.scheduleName = scheduleName
+        self.schedule = schedule
+        self.source = source
+    }
+
+    /// The job's spread (reference §7.2).
+    public var spread: Int { Scheduler.spread(jobName: name, maxInterval: schedule.maxInterval) }
+}
+
+/// The parsed scheduler configuration.
+public struct SchedulerConfig: Sendable {
+    /// Absolute path of the configuration file.
+    public var path: String
+    public var baseDir: String
+    public var workerLimit: Int
+    public var statusFile: String
+    public var statusInterval: Int
+    public var telnetAddrs: [String]
+    public var telnetPort: Int
+    /// Schedules by name.
+    public var schedules: [String: Schedule]
+    /// Jobs sorted by name.
+    public var jobs: [JobDefinition]
+
+    public static let defaultPath = "/etc/backy.conf"
+    public static let defaultBaseDir = "/srv/backy"
+    public static let defaultTelnetAddrs = "::1, 127.0.0.1"
+    public static let defaultTelnetPort = 6023
+    public static let defaultStatusInterval = 30
+
+    /// Reads and validates the configuration file.
+    public static func load(path: String) throws -> SchedulerConfig {
+        let (abs, text) = try readFile(path)
+        return try parse(text, path: abs)
+    }
+
+    /// Only the `global` section, for `backy check` (which must work even while the
+    /// jobs section has an error the daemon refused on reload).
+    public static func loadGlobal(path: String) throws -> SchedulerConfig {
+        let (abs, text) = try readFile(path)
+        return try parse(text, path: abs, globalOnly: true)
+    }
+
+    static func readFile(_ path: String) throws -> (String, String) {
+        let abs = absolutePath(path, relativeTo: FileManager.default.currentDirectoryPath)
+        guard Posix.exists(abs) else {
+            throw ConfigError("configuration file \(abs) does not exist")
+        }
+        guard !Posix.isDirectory(abs) else {
+            throw ConfigError("configuration file \(abs) is a directory")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try Posix.readFile(abs)
+        } catch {
+            throw ConfigError("cannot read configuration file \(abs): \(error)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError("\(abs): not valid UTF-8")
+        }
+        return (abs, text)
+    }
+
+    /// Parses configuration text; `path` names the file in messages and is the base of
+    /// relative paths.
+    public static func parse(_ text: String, path: String, globalOnly: Bool = false) throws -> SchedulerConfig {
+        let configDir = (path as NSString).deletingLastPathComponent
+        let root: YAMLValue
+        do {
+            root = try YAML.parse(text, source: path)
+        } catch let e as BackyError {
+            throw ConfigError(e.message)
+        }
+        let p = Problems(path: path)
+        guard let top = root.map else {
+            throw p.error(nil, "", "the configuration must be a YAML mapping with global, schedules and jobs (found \(root.kindName))")
+        }
+
+        // global
+        var baseDir = defaultBaseDir
+        var workerLimit = 1
+        var statusFile: String?
+        var statusInterval = defaultStatusInterval
+        var addrsText = defaultTelnetAddrs
+        var telnetPort = defaultTelnetPort
+        if let g = top["global"], !g.isNull {
+            guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
+            if let v = gm["base-dir"] {
+                guard let s = v.string, !s.isEmpty, v.map == nil else { throw p.error(gm, "base-dir", "expected a directory path", prefix: "global") }
+                baseDir = s
+            }
+            if let v = gm["worker-limit"] {
+                guard let n = v.int, n >= 1, n <= 1000 else { throw p.error(gm, "worker-limit", "expected an integer from 1 to 1000, found \(show(v))", prefix: "global") }
+                workerLimit = Int(n)
+            }
+            if let v = gm["status-file"] {
+                guard let s = v.string, !s.isEmpty else { throw p.error(gm, "status-file", "expected a file path", prefix: "global") }
+                statusFile = s
+            }
+            if let v = gm["status-interval"] {
+                if case .int(let n) = v {
+                    guard n >= 1, n <= 86400 else { throw p.error(gm, "status-interval", "expected seconds from 1 to 86400, found \(n)", prefix: "global") }
+                    statusInterval = Int(n)
+                } else if let s = v.string, let n = try? parseDuration(s), n <= 86400 {
+                    statusInterval = n
+                } else {
+                    throw p.error(gm, "status-interval", "expected a number of seconds, found \(show(v))", prefix: "global")
+                }
+            }
+            if let v = gm["telnet-addrs"] {
+                if let l = v.list {
+                    let parts = l.compactMap(\.string)
+                    guard parts.count == l.count else { throw p.error(gm, "telnet-addrs", "expected addresses", prefix: "global") }
+                    addrsText = parts.joined(separator: ",")
+                } else if let s = v.string {
+                    addrsText = s
+                } else {
+                    throw p.error(gm, "telnet-addrs", "expected a comma-separated list of addresses, found \(show(v))", prefix: "global")
+                }
+            }
+            if let v = gm["telnet-port"] {
+                guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
+                telnetPort = Int(n)
+            }
+        }
+        let addrs = addrsText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        baseDir = standardize(absolutePath(baseDir, relativeTo: configDir))
+        let status = standardize(statusFile.map { absolutePath($0, relativeTo: configDir) } ?? baseDir + "/status")
+
+        var config = SchedulerConfig(path: path, baseDir: baseDir, workerLimit: workerLimit, statusFile: status,
+                                     statusInterval: statusInterval, telnetAddrs: addrs, telnetPort: telnetPort,
+                                     schedules: [:], jobs: [])
+        if globalOnly { return config }
+
+        // schedules
+        guard let sv = top["schedules"] else { throw p.error(nil, "schedules", "missing (a mapping of schedule name → tag → {interval, keep})") }
+        guard let sm = sv.map else { throw p.error(top, "schedules", "expected a mapping of schedule name → tag → {interval, keep}, found \(sv.kindName)") }
+        for name in sm.keys {
+            let key = "schedules.\(name)"
+            guard let tm = sm[name]!.map, !tm.isEmpty else {
+                throw p.error(sm, name, "expected a mapping of tag → {interval, keep}", prefix: "schedules")
+            }
+            var entries: [String: ScheduleTag] = [:]
+            for tag in tm.keys {
+                guard isValidTag(tag) else {
+                    throw p.error(tm, tag, "invalid tag name (tags must not be empty or contain commas or spaces)", prefix: key)
+                }
+                guard let em = tm[tag]!.map else {
+                    throw p.error(tm, tag, "expected {interval: …, keep: …}, found \(tm[tag]!.kindName)", prefix: key)
+                }
+                let tagKey = "\(key).\(tag)"
+                guard let iv = em["interval"] else { throw p.error(tm, tag, "missing interval", prefix: key, keySuffix: ".interval") }
+                guard let itext = iv.string, iv.map == nil else {
+                    throw p.error(em, "interval", "expected a duration such as 1d, 12h, 30m or 10s, found \(show(iv))", prefix: tagKey)
+                }
+                let seconds: Int
+                do {
+                    seconds = try parseDuration(itext)
+                } catch let e as DurationError {
+                    throw p.error(em, "interval", e.description, prefix: tagKey)
+                }
+                guard let kv = em["keep"] else { throw p.error(tm, tag, "missing keep", prefix: key, keySuffix: ".keep") }
+                guard case .int(let keep) = kv, keep >= 1, keep <= 1_000_000 else {
+                    throw p.error(em, "keep", "expected a positive integer, found \(show(kv))", prefix: tagKey)
+                }
+                entries[tag] = ScheduleTag(interval: seconds, keep: Int(keep))
+            }
+            do {
+                config.schedules[name] = try Schedule(entries)
+            } catch let e as ScheduleError {
+                throw p.error(sm, name, e.description, prefix: "schedules")
+            }
+        }
+
+        // jobs
+        guard let jv = top["jobs"] else { throw p.error(nil, "jobs", "missing (a mapping of job name → {schedule, source})") }
+        let jm: YAMLMap
+        if jv.isNull {
+            jm = YAMLMap()
+        } else if let m = jv.map {
+            jm = m
+        } else {
+            throw p.error(top, "jobs", "expected a mapping of job name → {schedule, source}, found \(jv.kindName)")
+        }
+        let statusName = (status as NSString).lastPathComponent
+        let statusInBase = (status as NSString).deletingLastPathComponent == baseDir
+        for name in jm.keys {
+            if let why = invalidJobName(name) { throw p.error(jm, name, "invalid job name: \(why)", prefix: "jobs") }
+            if statusInBase && name == statusName {
+                throw p.error(jm, name, "a job cannot be named like the status file \(status)", prefix: "jobs")
+            }
+            let key = "jobs.\(name)"
+            guard let job = jm[name]!.map else {
+                throw p.error(jm, name, "expected {schedule: …, source: {type: …}}, found \(jm[name]!.kindName)", prefix: "jobs")
+            }
+            guard let schedV = job["schedule"] else { throw p.error(jm, name, "missing schedule", prefix: "jobs", keySuffix: ".schedule") }
+            guard let schedName = schedV.string, schedV.map == nil else {
+                throw p.error(job, "schedule", "expected the name of a schedule, found \(show(schedV))", prefix: key)
+            }
+            guard let schedule = config.schedules[schedName] else {
+                let known = sm.keys.sorted().joined(separator: ", ")
+                throw p.error(job, "schedule", "unknown schedule \"\(schedName)\" (defined: \(known.isEmpty ? "none" : known))", prefix: key)
+            }
+            guard let srcV = job["source"] else { throw p.error(jm, name, "missing source", prefix: "jobs", keySuffix: ".source") }
+            guard var source = srcV.map else {
+                throw p.error(job, "source", "expected a mapping such as {type: file, filename: /path}, found \(srcV.kindName)", prefix: key)
+            }
+            try validateSource(&source, key: key + ".source", job: job, problems: p, configDir: configDir)
+            config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source))
+        }
+        config.jobs.sort { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }
+        return config
+    }
+
+    /// Checks the keys a source type needs (reference §3.1) and makes a relative
+    /// `filename` of a file source absolute.
+    static func validateSource(_ source: inout YAMLMap, key: String, job: YAMLMap, problems p: Problems, configDir: String) throws {
+        guard let tv = source["type"] else {
+            throw p.error(job, "source", "missing type (one of \(SourceFactory.knownTypes.joined(separator: ", ")))", prefix: key.dropLastComponent, keySuffix: ".type")
+        }
+        guard let type = tv.string, SourceFactory.knownTypes.contains(type) else {
+            throw p.error(source, "type", "unknown source type \(show(tv)) (known: \(SourceFactory.knownTypes.joined(separator: ", ")))", prefix: key)
+        }
+        func need(_ k: String) throws {
+            guard let v = source[k] else {
+                throw p.error(job, "source", "missing \(k) (required for type \(type))", prefix: key.dropLastComponent, keySuffix: ".\(k)")
+            }
+            guard let s = v.string, !s.isEmpty, v.map == nil else {
+                throw p.error(source, k, "expected a non-empty string, found \(show(v))", prefix: key)
+            }
+        }
+        switch type {
+        case "file":
+            try need("filename")
+            let f = source["filename"]!.string!
+            if !f.hasPrefix("/") { source["filename"] = .string(standardize(absolutePath(f, relativeTo: configDir))) }
+        case "ceph-rbd":
+            try need("pool"); try need("image")
+        case "flyingcircus":
+            try need("pool"); try need("image"); try need("vm")
+        default:
+            break
+        }
+    }
+
+    static func isValidTag(_ tag: String) -> Bool {
+        !tag.isEmpty && !tag.contains(where: { $0 == "," || $0.isWhitespace || $0.isNewline || $0 == ";" })
+    }
+
+    /// Why a job name cannot be a directory name below base-dir, or nil.
+    static func invalidJobName(_ name: String) -> String? {
+        if name.isEmpty { return "empty" }
+        if name.hasPrefix(".") { return "must not start with a dot" }
+        if name.contains("/") { return "must not contain /" }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) { return "must not contain control characters" }
+        if name.contains(where: { $0.isWhitespace }) { return "must not contain spaces" }
+        if name.utf8.count > 255 { return "too long" }
+        return nil
+    }
+
+    static func show(_ v: YAMLValue) -> String {
+        switch v {
+        case .string(let s): return "\"\(s)\""
+        case .int, .double, .bool: return v.string ?? v.kindName
+        default: return v.kindName
+        }
+    }
+
+    static func absolutePath(_ path: String, relativeTo dir: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path == "~" || path.hasPrefix("~/") { return (path as NSString).expandingTildeInPath }
+        return dir + "/" + path
+    }
+
+    /// Removes `.`/`..` components and duplicate slashes without resolving symlinks.
+    static func standardize(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+/// Formats configuration errors: "<file>: line N: <key>: <what>".
+struct Problems {
+    let path: String
+
+    func error(_ map: YAMLMap?, _ key: String, _ what: String, prefix: String = "", keySuffix: String = "") -> ConfigError {
+        var full = prefix.isEmpty ? key : "\(prefix).\(key)"
+        full += keySuffix
+        var out = path + ": "
+        if let line = map?.line(of: key) { out += "line \(line): " }
+        if !full.isEmpty { out += full + ": " }
+        return ConfigError(out + what)
+    }
+}
+
+extension String {
+    /// "a.b.c" → "a.b"
+    fileprivate var dropLastComponent: String {
+        guard let dot = lastIndex(of: ".") else { return "" }
+        return String(self[..<dot])
+    }
+}

@@ -1,0 +1,100 @@
+// JobHistory.swift — what the scheduler knows of a job's revisions: all of them as
+// `ScheduleRevision`s (for Schedule.next) and the newest complete one (for the
+// status file, the SLA and the console). Scans are cached per job directory and
+// redone only when the directory's mtime changes (every revision write, rename or
+// removal changes it), so the status writer and `jobs` stay cheap with 1,000 jobs.
+
+import ChunkStore
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The newest complete revision of a job.
+public struct LastBackup: Equatable, Sendable {
+    public var id: String
+    public var timestamp: Date
+    public var tags: Set<String>
+    public var duration: Double?
+}
+
+/// A job's revisions as the scheduler needs them.
+public struct JobHistory: Sendable {
+    /// Every revision (complete or not), oldest first.
+    public var revisions: [ScheduleRevision]
+    /// The newest complete revision, if any.
+    public var last: LastBackup?
+
+    public init(revisions: [ScheduleRevision] = [], last: LastBackup? = nil) {
+        self.revisions = revisions
+        self.last = last
+    }
+
+    /// Reads the job directory (no cache). A directory without `config` or
+    /// revisions gives an empty history.
+    public static func scan(jobPath: String, log: Logger) -> JobHistory {
+        guard Posix.exists(jobPath + "/config"), let job = try? Job(path: jobPath, logger: log) else {
+            return JobHistory()
+        }
+        let revs: [Revision]
+        do {
+            revs = try job.scan()
+        } catch {
+            log.warning("\(job.name): cannot scan revisions: \(error)")
+            return JobHistory()
+        }
+        var h = JobHistory()
+        h.revisions = revs.map { ScheduleRevision(id: $0.id, timestamp: $0.timestamp, tags: $0.tags, complete: $0.isComplete) }
+        if let r = revs.last(where: { $0.isComplete }) {
+            h.last = LastBackup(id: r.id, timestamp: r.timestamp, tags: r.tags, duration: r.duration)
+        }
+        return h
+    }
+}
+
+/// Caches `JobHistory` per job directory, keyed by the directory's mtime.
+public final class HistoryCache: @unchecked Sendable {
+    private struct Entry {
+        var mtime: timespec
+        var trustworthy: Bool
+        var history: JobHistory
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+    private let log: Logger
+
+    public init(log: Logger = Logger(label: "backy")) {
+        self.log = log
+    }
+
+    /// The history of the job at `jobPath`, rescanned if the directory changed.
+    public func history(jobPath: String) -> JobHistory {
+        var st = stat()
+        guard stat(jobPath, &st) == 0 else { return JobHistory() }
+        let mtime = st.st_mtim
+        lock.lock()
+        if let e = entries[jobPath], e.trustworthy, e.mtime.tv_sec == mtime.tv_sec, e.mtime.tv_nsec == mtime.tv_nsec {
+            lock.unlock()
+            return e.history
+        }
+        lock.unlock()
+        // File system timestamps are coarse (a few ms): a change right after the scan
+        // may keep the same mtime. Only trust an mtime that is clearly older than the scan.
+        let scanStart = Date().timeIntervalSince1970
+        let h = JobHistory.scan(jobPath: jobPath, log: log)
+        let m = Double(mtime.tv_sec) + Double(mtime.tv_nsec) / 1e9
+        lock.lock()
+        entries[jobPath] = Entry(mtime: mtime, trustworthy: m < scanStart - 1.0, history: h)
+        lock.unlock()
+        return h
+    }
+
+    /// Forgets a job (after a run, or when it leaves the configuration).
+    public func invalidate(jobPath: String) {
+        lock.lock()
+        entries[jobPath] = nil
+        lock.unlock()
+    }
+}
