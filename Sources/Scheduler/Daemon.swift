@@ -1,0 +1,610 @@
+// Daemon.swift — `backy scheduler`: the long-running daemon of reference §7. It
+// takes `<base-dir>/.lock`, creates the job directories and their `config`, plans
+// every job with the schedule math (§7.3–7.4), and runs due jobs — at most
+// `worker-limit` at once, first come first served — as subprocesses of its own
+// binary: `backy -b <jobdir> -l <jobdir>/backy.log backup <tags>`, then expiry
+// (§8.2) in-process under the job's `.backup` lock, then `backy … purge`. A failed
+// run backs off 2, 4, 8 … minutes up to 6 h (§7.5); so does a run that exits 0
+// without leaving the revision it was asked for (no hot loop, §15 item 2).
+//
+// The status file is rewritten every `status-interval`; the telnet console answers
+// on `telnet-addrs`:`telnet-port`. SIGHUP (and the console's `reload`) re-reads the
+// configuration: added, removed and changed jobs take effect at once, running jobs
+// finish first. SIGTERM/SIGINT/SIGQUIT stop the daemon: running children get
+// SIGTERM (their process group), are waited for (SIGKILL after `stopGrace`), and
+// their incomplete revisions are cleaned by the next backup.
+//
+// Threads: the calling thread runs the planning loop; one thread per running job
+// (≤ worker-limit) waits for its children; one writes the status file; one reads
+// signals from a self-pipe; the console runs on one SwiftNIO event loop. All job
+// state is guarded by `cond`.
+
+import ChunkStore
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Job status strings (2.4's, plus "waiting for retry" while backing off).
+public enum JobStatusText {
+    public static let waiting = "waiting for deadline"
+    public static let retry = "waiting for retry"
+    public static let queued = "queued for execution"
+    public static let running = "running"
+    public static let finished = "finished"
+    public static let failed = "failed"
+}
+
+public final class SchedulerDaemon: @unchecked Sendable {
+    /// The version shown by the console's banner.
+    public static let version = "2.4-compatible"
+
+    final class JobState: @unchecked Sendable {
+        var def: JobDefinition
+        var spread: Int
+        let path: String
+        var status = ""
+        var nextTime: Date?
+        var nextTags: Set<String> = []
+        var failures = 0
+        var triggered = false
+        var pid: pid_t = 0
+        var removed = false
+        var pending: JobDefinition?
+
+        init(def: JobDefinition, baseDir: String) {
+            self.def = def
+            spread = def.spread
+            path = baseDir + "/" + def.name
+        }
+
+        var isWaiting: Bool { status == JobStatusText.waiting || status == JobStatusText.retry }
+    }
+
+    public let log: Logger
+    /// The command run for backups and purges.
+    public let command: String
+    /// How long stopping waits for children after SIGTERM before SIGKILL.
+    public var stopGrace: TimeInterval = 60
+
+    private var config: SchedulerConfig
+    private let cond = NSCondition()
+    private var jobs: [String: JobState] = [:]
+    private var queue: [JobState] = []
+    private var running = 0
+    private var stopping = false
+    private var killedChildren = false
+    private let cache: HistoryCache
+    private let reloadMutex = NSLock()
+    private let statusCond = NSCondition()
+    private var statusStopped = false
+    private var statusWakeup = false
+    private var lastStatusError = ""
+    private var console: ConsoleServer?
+    private var daemonLock: FileLock?
+
+    public init(config: SchedulerConfig, command: String? = nil, log: Logger = Logger(label: "backy")) {
+        self.config = config
+        self.log = log
+        self.command = command ?? SchedulerDaemon.resolveCommand()
+        cache = HistoryCache(log: log)
+    }
+
+    /// The `backy` executable to run: `$BACKY_CMD`, else this process's own binary
+    /// (argv[0] made absolute, or /proc/self/exe).
+    public static func resolveCommand() -> String {
+        if let env = ProcessInfo.processInfo.environment["BACKY_CMD"], !env.isEmpty { return env }
+        let arg0 = CommandLine.arguments.first ?? "backy"
+        if arg0.contains("/") {
+            let abs = arg0.hasPrefix("/") ? arg0 : FileManager.default.currentDirectoryPath + "/" + arg0
+            let std = SchedulerConfig.standardize(abs)
+            if access(std, X_OK) == 0 { return std }
+        } else {
+            for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+                let cand = dir + "/" + arg0
+                if access(cand, X_OK) == 0, !Posix.isDirectory(cand) {
+                    return cand.hasPrefix("/") ? cand : SchedulerConfig.standardize(FileManager.default.currentDirectoryPath + "/" + cand)
+                }
+            }
+        }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 {
+            let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if !exe.hasSuffix(" (deleted)") { return exe }
+        }
+        return arg0
+    }
+
+    // MARK: - Running
+
+    /// Runs the daemon until a stop signal. Throws a one-line error for a missing
+    /// base-dir, a held daemon lock (exit code 69) or an unusable job directory.
+    public func run() throws -> Int32 {
+        let cfg = config
+        guard Posix.isDirectory(cfg.baseDir) else {
+            throw ConfigError("\(cfg.path): global.base-dir: \(cfg.baseDir) does not exist (create it first)")
+        }
+        let lock = FileLock(path: cfg.baseDir + "/.lock")
+        guard try lock.tryLock(.exclusive) else {
+            throw BackyError(.locked, "failed to acquire lock \(lock.path): another scheduler is running", exitCode: 69)
+        }
+        daemonLock = lock
+        SignalPipe.install()
+        log.info("Starting scheduler: \(cfg.jobs.count) jobs from \(cfg.path), base-dir \(cfg.baseDir), worker-limit \(cfg.workerLimit), running \(command)")
+
+        for def in cfg.jobs { try prepareJobDirectory(def, baseDir: cfg.baseDir) }
+        let now = Date()
+        var histories: [String: JobHistory] = [:]
+        for def in cfg.jobs { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
+        cond.lock()
+        for def in cfg.jobs {
+            let j = JobState(def: def, baseDir: cfg.baseDir)
+            jobs[def.name] = j
+            log.info("\(def.name): started task generator loop")
+            plan(j, history: histories[def.name]!, now: now)
+        }
+        cond.unlock()
+
+        let statusThread = Thread { [self] in statusLoop() }
+        statusThread.name = "backy-status"
+        statusThread.start()
+
+        let server = ConsoleServer(backend: self, log: log)
+        server.start(addresses: cfg.telnetAddrs, port: cfg.telnetPort)
+        console = server
+
+        let signalThread = Thread { [self] in signalLoop() }
+        signalThread.name = "backy-signals"
+        signalThread.start()
+
+        planningLoop()
+        shutdown()
+        return 0
+    }
+
+    /// Creates the job directory (only its last component) and writes its `config`
+    /// when the content differs.
+    func prepareJobDirectory(_ def: JobDefinition, baseDir: String) throws {
+        let path = baseDir + "/" + def.name
+        if !Posix.isDirectory(path) {
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw BackyError.posix("\(def.name): cannot create job directory \(path)")
+            }
+        }
+        try writeJobConfig(def, path: path)
+    }
+
+    func writeJobConfig(_ def: JobDefinition, path: String) throws {
+        let text = Array((YAML.flow(.map(def.source)) + "\n").utf8)
+        let cfg = path + "/config"
+        if let old = try? Posix.readFile(cfg), old == text { return }
+        try Posix.writeFileAtomically(cfg, text, mode: 0o440, durable: false)
+    }
+
+    /// Sets a job's next deadline and tags (under `cond`).
+    private func plan(_ j: JobState, history: JobHistory, now: Date) {
+        var (time, tags) = j.def.schedule.next(now: now, spread: j.spread, history: history.revisions)
+        if j.failures > 0 {
+            time = now.addingTimeInterval(backoff(failures: j.failures))
+        }
+        j.nextTime = time
+        j.nextTags = tags
+        setStatus(j, j.failures > 0 ? JobStatusText.retry : JobStatusText.waiting)
+    }
+
+    private func setStatus(_ j: JobState, _ status: String) {
+        j.status = status
+        log.info("\(j.def.name): status \(status)")
+    }
+
+    /// Moves due jobs to the queue and starts queued ones while workers are free.
+    private func planningLoop() {
+        cond.lock()
+        defer { cond.unlock() }
+        while !stopping {
+            let now = Date()
+            var wake = now.addingTimeInterval(30)
+            var due: [JobState] = []
+            for j in jobs.values where j.isWaiting {
+                if j.triggered || j.nextTime! <= now {
+                    due.append(j)
+                } else if j.nextTime! < wake {
+                    wake = j.nextTime!
+                }
+            }
+            due.sort { ($0.nextTime!, $0.def.name) < ($1.nextTime!, $1.def.name) }
+            for j in due {
+                j.triggered = false
+                log.info("\(j.def.name): got deadline trigger")
+                setStatus(j, JobStatusText.queued)
+                queue.append(j)
+            }
+            while running < config.workerLimit, !queue.isEmpty {
+                let j = queue.removeFirst()
+                guard j.status == JobStatusText.queued, jobs[j.def.name] === j else { continue }
+                start(j)
+            }
+            _ = cond.wait(until: wake)
+        }
+    }
+
+    /// Starts a worker thread for a queued job (under `cond`).
+    private func start(_ j: JobState) {
+        running += 1
+        setStatus(j, JobStatusText.running)
+        let def = j.def
+        let tags = j.nextTags
+        let due = j.nextTime ?? Date()
+        let t = Thread { [self] in execute(j, def: def, tags: tags, due: due) }
+        t.name = "backy-job"
+        t.start()
+    }
+
+    /// One scheduled run: backup, expiry, purge; then the next plan.
+    private func execute(_ j: JobState, def: JobDefinition, tags: Set<String>, due: Date) {
+        let name = def.name
+        let path = j.path
+        let tagList = def.schedule.sortedTags(tags).joined(separator: ",")
+        log.info("\(name): running backup [\(tagList)] due \(Timestamp.format(due).replacingOccurrences(of: " ", with: "T"))")
+        do {
+            try prepareJobDirectory(def, baseDir: (path as NSString).deletingLastPathComponent)
+        } catch {
+            log.error("\(name): cannot write \(path)/config: \(error)")
+        }
+        let started = Date()
+        let rc = runChild(j, ["-b", path, "-l", path + "/backy.log", "backup", tagList])
+        log.info("\(name): finished backup with return code \(rc)")
+        var ok = rc == 0
+        cond.lock()
+        let interrupted = stopping
+        cond.unlock()
+        if interrupted {
+            finish(j, ok: false, interrupted: true)
+            return
+        }
+        if ok {
+            cache.invalidate(jobPath: path)
+            let h = cache.history(jobPath: path)
+            let made = h.revisions.contains {
+                $0.complete && $0.timestamp >= started.addingTimeInterval(-1) && tags.isSubset(of: $0.tags)
+            }
+            if !made {
+                log.warning("\(name): backup exited 0 but left no new complete revision tagged [\(tagList)]; counting it as failed")
+                ok = false
+            }
+        }
+        log.info("\(name): Expiring old revisions")
+        do {
+            let out = try Expiry.run(jobPath: path, jobName: name, schedule: def.schedule, now: Date(), log: log)
+            if let out, !out.removed.isEmpty { log.info("\(name): expired \(out.removed.count) revisions") }
+        } catch {
+            log.error("\(name): expiry failed: \(error)")
+        }
+        cond.lock()
+        let skipPurge = stopping
+        cond.unlock()
+        if !skipPurge {
+            log.info("\(name): Purging unused data")
+            let prc = runChild(j, ["-b", path, "-l", path + "/backy.log", "purge"])
+            log.info("\(name): finished purging with return code \(prc)")
+        }
+        finish(j, ok: ok, interrupted: false)
+    }
+
+    /// Runs one child and waits for it; -1 if it could not be started.
+    private func runChild(_ j: JobState, _ args: [String]) -> Int32 {
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(command, args, outputFile: j.path + "/backy.log")
+        } catch {
+            log.error("\(j.def.name): \(error.localizedDescription)")
+            return -1
+        }
+        cond.lock()
+        j.pid = pid
+        if stopping { ChildProcess.signalGroup(pid, killedChildren ? SIGKILL : SIGTERM) }
+        cond.unlock()
+        let rc = ChildProcess.wait(pid)
+        cond.lock()
+        j.pid = 0
+        cond.unlock()
+        if rc > 128 { log.warning("\(j.def.name): backy \(args[4]) was killed by signal \(rc - 128)") }
+        return rc
+    }
+
+    /// Records a run's result and plans the job's next run.
+    private func finish(_ j: JobState, ok: Bool, interrupted: Bool) {
+        cache.invalidate(jobPath: j.path)
+        let history = cache.history(jobPath: j.path)
+        cond.lock()
+        defer {
+            running -= 1
+            cond.broadcast()
+            cond.unlock()
+        }
+        if interrupted {
+            setStatus(j, "interrupted")
+            return
+        }
+        if ok {
+            j.failures = 0
+            setStatus(j, JobStatusText.finished)
+        } else {
+            j.failures += 1
+            setStatus(j, JobStatusText.failed)
+            log.warning("\(j.def.name): retrying in \(Int(backoff(failures: j.failures))) seconds")
+        }
+        if j.removed {
+            if jobs[j.def.name] === j { jobs[j.def.name] = nil }
+            log.info("\(j.def.name): left the configuration; not scheduling it again")
+            return
+        }
+        if let p = j.pending {
+            j.def = p
+            j.spread = p.spread
+            j.pending = nil
+            j.failures = 0
+        }
+        if stopping { return }
+        plan(j, history: history, now: Date())
+    }
+
+    // MARK: - Stopping
+
+    /// Asks the daemon to stop: children get SIGTERM, the planning loop ends.
+    public func requestStop() {
+        cond.lock()
+        if stopping {
+            // A second stop signal: do not wait any longer.
+            killedChildren = true
+            for j in jobs.values where j.pid > 0 { ChildProcess.signalGroup(j.pid, SIGKILL) }
+        } else {
+            stopping = true
+            log.info("Terminating all tasks")
+            queue.removeAll()
+            for j in jobs.values where j.pid > 0 { ChildProcess.signalGroup(j.pid, SIGTERM) }
+        }
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    private func shutdown() {
+        cond.lock()
+        let deadline = Date().addingTimeInterval(stopGrace)
+        while running > 0 {
+            if Date() >= deadline && !killedChildren {
+                log.warning("Children still running after \(Int(stopGrace)) s; killing them")
+                killedChildren = true
+                for j in jobs.values where j.pid > 0 { ChildProcess.signalGroup(j.pid, SIGKILL) }
+            }
+            _ = cond.wait(until: min(deadline, Date().addingTimeInterval(1)))
+        }
+        cond.unlock()
+        statusCond.lock()
+        statusStopped = true
+        statusCond.broadcast()
+        statusCond.unlock()
+        console?.stop()
+        writeStatus()
+        daemonLock?.unlock()
+        log.info("Scheduler stopped")
+    }
+
+    private func signalLoop() {
+        while let sig = SignalPipe.next() {
+            log.info("Received signal \(sig)")
+            if sig == SIGHUP {
+                _ = reload()
+            } else {
+                requestStop()
+            }
+        }
+    }
+
+    // MARK: - Status file
+
+    private func statusLoop() {
+        while true {
+            writeStatus()
+            statusCond.lock()
+            if !statusStopped && !statusWakeup {
+                cond.lock()
+                let interval = TimeInterval(config.statusInterval)
+                cond.unlock()
+                _ = statusCond.wait(until: Date().addingTimeInterval(interval))
+            }
+            statusWakeup = false
+            let stop = statusStopped
+            statusCond.unlock()
+            if stop { return }
+        }
+    }
+
+    private func writeStatus() {
+        cond.lock()
+        let path = config.statusFile
+        cond.unlock()
+        let entries = statusEntries()
+        do {
+            try StatusFile.write(path: path, entries: entries)
+            lastStatusError = ""
+        } catch {
+            let msg = "cannot write status file \(path): \(error)"
+            if msg != lastStatusError { log.error("\(msg)") }
+            lastStatusError = msg
+        }
+    }
+
+    // MARK: - Queries and commands (console)
+
+    /// One entry per job, sorted by name.
+    public func statusEntries(now: Date = Date()) -> [JobStatusEntry] {
+        struct Snap { let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String }
+        cond.lock()
+        let snaps = jobs.values.filter { !$0.removed }.map {
+            Snap(name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
+                 tags: $0.nextTags, failures: $0.failures, path: $0.path)
+        }
+        cond.unlock()
+        return snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
+            let waiting = s.status == JobStatusText.waiting || s.status == JobStatusText.retry || s.status == JobStatusText.queued
+            return JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
+                                       status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
+                                       failures: s.failures, now: now)
+        }
+    }
+
+    /// `run JOB`: runs a waiting job now.
+    public func trigger(_ name: String) -> String {
+        cond.lock()
+        defer { cond.unlock() }
+        guard let j = jobs[name], !j.removed else { return "Unknown job \(name)" }
+        if j.isWaiting {
+            j.triggered = true
+            cond.broadcast()
+            log.info("\(name): immediate run requested")
+            return "Triggered immediate run for \(name)"
+        }
+        if j.status == JobStatusText.queued { return "\(name) is already queued for execution" }
+        if j.status == JobStatusText.running { return "\(name) is already running" }
+        return "\(name) cannot be run now (status: \(j.status.isEmpty ? "not started" : j.status))"
+    }
+
+    /// `runall`: runs every waiting job now.
+    public func triggerAll() -> [String] {
+        cond.lock()
+        let names = jobs.values.filter { !$0.removed }.map(\.def.name).sorted()
+        cond.unlock()
+        return names.map(trigger)
+    }
+
+    /// Re-reads the configuration file. Returns the message for the operator.
+    public func reload() -> String {
+        reloadMutex.lock()
+        defer { reloadMutex.unlock() }
+        cond.lock()
+        let old = config
+        cond.unlock()
+        log.info("Reloading configuration from \(old.path)")
+        let new: SchedulerConfig
+        do {
+            new = try SchedulerConfig.load(path: old.path)
+        } catch {
+            log.error("Reload failed, keeping the running configuration: \(error)")
+            return "Reload failed, keeping the running configuration: \(error)"
+        }
+        if new.baseDir != old.baseDir {
+            let msg = "Reload failed: global.base-dir changed from \(old.baseDir) to \(new.baseDir); restart the scheduler to change it"
+            log.error("\(msg)")
+            return msg
+        }
+        if new.telnetAddrs != old.telnetAddrs || new.telnetPort != old.telnetPort {
+            log.warning("telnet-addrs and telnet-port changes take effect when the scheduler is restarted")
+        }
+        cond.lock()
+        var current: [String: JobDefinition] = [:]
+        for j in jobs.values where !j.removed { current[j.def.name] = j.pending ?? j.def }
+        cond.unlock()
+        let added = new.jobs.filter { current[$0.name] == nil }
+        let changed = new.jobs.filter { current[$0.name] != nil && current[$0.name]! != $0 }
+        let newNames = Set(new.jobs.map(\.name))
+        let removed = current.keys.filter { !newNames.contains($0) }.sorted()
+        for def in added + changed {
+            do {
+                try prepareJobDirectory(def, baseDir: new.baseDir)
+            } catch {
+                log.error("Reload failed: \(error)")
+                return "Reload failed: \(error)"
+            }
+        }
+        var histories: [String: JobHistory] = [:]
+        for def in added + changed { histories[def.name] = cache.history(jobPath: new.baseDir + "/" + def.name) }
+        let now = Date()
+        cond.lock()
+        config = new
+        for name in removed {
+            guard let j = jobs[name] else { continue }
+            if j.status == JobStatusText.running {
+                j.removed = true
+                log.info("\(name): removed from the configuration; the running backup finishes first")
+            } else {
+                jobs[name] = nil
+                queue.removeAll { $0 === j }
+                log.info("\(name): removed from the configuration")
+            }
+        }
+        for def in added {
+            if let j = jobs[def.name], j.removed {
+                // Removed and added again while its backup still runs.
+                j.removed = false
+                j.pending = def
+                log.info("\(def.name): added to the configuration again")
+                continue
+            }
+            let j = JobState(def: def, baseDir: new.baseDir)
+            jobs[def.name] = j
+            log.info("\(def.name): added to the configuration")
+            log.info("\(def.name): started task generator loop")
+            plan(j, history: histories[def.name] ?? JobHistory(), now: now)
+        }
+        for def in changed {
+            guard let j = jobs[def.name] else { continue }
+            log.info("\(def.name): configuration changed")
+            if j.status == JobStatusText.running {
+                j.pending = def
+            } else {
+                j.def = def
+                j.spread = def.spread
+                j.failures = 0
+                j.pending = nil
+                if j.status == JobStatusText.queued { continue }
+                plan(j, history: histories[def.name] ?? JobHistory(), now: now)
+            }
+        }
+        cond.broadcast()
+        cond.unlock()
+        statusCond.lock()
+        statusWakeup = true
+        statusCond.broadcast()
+        statusCond.unlock()
+        let msg = "Reloaded \(new.path): \(new.jobs.count) jobs (\(added.count) added, \(changed.count) changed, \(removed.count) removed)"
+        log.info("\(msg)")
+        return msg
+    }
+}
+
+/// Signals arrive through a self-pipe: the handler writes the signal number, the
+/// signal thread reads it. Works whichever thread the kernel picks.
+enum SignalPipe {
+    nonisolated(unsafe) static var readFD: Int32 = -1
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+
+    static func install() {
+        if readFD >= 0 { return }
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        readFD = fds[0]
+        writeFD = fds[1]
+        for s in [SIGHUP, SIGINT, SIGTERM, SIGQUIT] {
+            signal(s) { sig in
+                var b = UInt8(truncatingIfNeeded: sig)
+                _ = write(SignalPipe.writeFD, &b, 1)
+            }
+        }
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Blocks until the next signal; nil if the pipe is gone.
+    static func next() -> Int32? {
+        var b: UInt8 = 0
+        while true {
+            let n = read(readFD, &b, 1)
+            if n == 1 { return Int32(b) }
+            if n < 0 && errno == EINTR { continue }
+            return nil
+        }
+    }
+}
