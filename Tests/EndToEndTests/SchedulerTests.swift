@@ -1,0 +1,170 @@
+// SchedulerTests: `backy scheduler` and `backy check` end to end, through the
+// built binary: scheduled backups of three file jobs with second-long intervals,
+// expiry of old revisions, `check` OK, a missing source backing off (visible in
+// `jobs`), `run` starting a job at once, SIGHUP adding a job, a clean stop; runs
+// that exit 0 without a revision back off too; SIGTERM stops running children;
+// configuration errors, the daemon lock and check's exit codes.
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class SchedulerEndToEndTests: XCTestCase {
+    static let quick = "  quick:\n    short: {interval: 3s, keep: 2}"
+
+    func testScheduledBackupsExpiryCheckBackoffRunAndReload() throws {
+        let s = SchedulerHarness(self, schedules: Self.quick)
+        s.addJob("alpha", schedule: "quick")
+        s.addJob("beta", schedule: "quick")
+        s.addJob("gamma", schedule: "quick", image: "images/missing.img")
+        s.start()
+
+        // Backups happen on their own, every 3 s.
+        XCTAssertTrue(s.wait(timeout: 60) { s.createdRevisions("alpha") >= 5 && s.createdRevisions("beta") >= 5 },
+                      "scheduled backups happen; log:\n\(s.logText)")
+        XCTAssertTrue(s.logText.contains("alpha: running backup [short] due "))
+        XCTAssertTrue(s.logText.contains("alpha: finished backup with return code 0"))
+        XCTAssertTrue(s.logText.contains("alpha: Purging unused data"))
+        XCTAssertTrue(s.jobLog("alpha").contains("-l \(s.base)/alpha/backy.log backup short"), "runs backy -b JOB -l JOB/backy.log backup TAGS")
+
+        // Old revisions expire (keep 2, and anything younger than 2 × 3 s).
+        XCTAssertTrue(s.wait(timeout: 30) { s.revisions("alpha").count < s.createdRevisions("alpha") },
+                      "revisions expired: \(s.revisions("alpha").count) of \(s.createdRevisions("alpha"))")
+        XCTAssertTrue(s.logText.contains("alpha: Removing revision "), s.logText)
+        XCTAssertLessThanOrEqual(s.revisions("alpha").count, 5)
+
+        // The missing source fails and backs off 120 s; `jobs` shows it.
+        XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("gamma: retrying in 120 seconds") }, s.logText)
+        let row = s.jobsRow("gamma")
+        XCTAssertTrue(row.contains("waiting for retry (1 failed)"), row)
+        XCTAssertTrue(s.jobLog("gamma").contains("Source is not ready"))
+
+        // `check` is OK (the failing job has no backup yet, so it is within its SLA).
+        var check = E2E.backy(["check", "-c", s.config])
+        s.wait(timeout: 30) {
+            check = E2E.backy(["check", "-c", s.config])
+            return check.code == 0
+        }
+        XCTAssertEqual(check.code, 0, check.out)
+        XCTAssertTrue(check.out.hasPrefix("OK: 3 jobs within SLA | jobs=3;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age="), check.out)
+        let status = try String(contentsOfFile: s.statusFile, encoding: .utf8)
+        XCTAssertTrue(status.contains("job: gamma"), status)
+        XCTAssertTrue(status.contains("status: waiting for retry"), status)
+
+        // `run` starts the failing job at once: a second failure, backoff 240 s.
+        XCTAssertEqual(s.console("run gamma").trimmingCharacters(in: .whitespacesAndNewlines), "Triggered immediate run for gamma")
+        XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("gamma: retrying in 240 seconds") }, s.logText)
+        XCTAssertTrue(s.jobsRow("gamma").contains("(2 failed)"))
+        XCTAssertEqual(s.console("run nosuchjob").trimmingCharacters(in: .whitespacesAndNewlines), "Unknown job nosuchjob")
+
+        // SIGHUP adds a job without a restart.
+        s.addJob("delta", schedule: "quick")
+        s.writeConfig()
+        s.signal(SIGHUP)
+        XCTAssertTrue(s.wait(timeout: 30) { s.revisions("delta").count >= 1 }, "the added job is backed up; log:\n\(s.logText)")
+        XCTAssertTrue(s.logText.contains("Reloaded \(s.config): 4 jobs (1 added, 0 changed, 0 removed)"), s.logText)
+        XCTAssertTrue(s.console("jobs").contains("4 jobs shown"))
+
+        // A clean stop.
+        XCTAssertEqual(s.stop(), 0)
+        XCTAssertTrue(s.logText.contains("Received signal 15"))
+        XCTAssertTrue(s.logText.contains("Scheduler stopped"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: s.base + "/.lock") && isLocked(s.base + "/.lock"))
+    }
+
+    /// A `backy` stand-in: backups and purges exit 0 without doing anything, or
+    /// (with the file `slow` in the job's parent) a backup sleeps in a child process.
+    func fakeBackyCommand(in dir: String) -> String {
+        let path = dir + "/fake-backy"
+        let script = """
+            #!/bin/sh
+            # -b DIR -l LOG COMMAND [TAGS]
+            if [ "$5" = backup ] && [ -e "$2/../../slow" ]; then
+                sleep 60 &
+                echo $! > "$2/../../child.pid"
+                wait
+            fi
+            exit 0
+
+            """
+        try! script.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        return path
+    }
+
+    func testRunsThatLeaveNoRevisionBackOffAndStopSignalsChildren() throws {
+        let s = SchedulerHarness(self, schedules: "  quick:\n    short: {interval: 2s, keep: 2}")
+        s.env["BACKY_CMD"] = fakeBackyCommand(in: s.dir)
+        s.addJob("fake", schedule: "quick")
+        s.start()
+        // Exit code 0 but no revision: counted as a failure, no hot loop.
+        XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("fake: retrying in 120 seconds") }, s.logText)
+        XCTAssertTrue(s.logText.contains("fake: backup exited 0 but left no new complete revision tagged [short]; counting it as failed"))
+        sleep(3)
+        XCTAssertEqual(s.logText.components(separatedBy: "fake: running backup").count - 1, 1, "one run only, then backoff")
+
+        // A running child is signalled and waited for on SIGTERM.
+        FileManager.default.createFile(atPath: s.dir + "/slow", contents: nil)
+        XCTAssertTrue(s.console("run fake").contains("Triggered immediate run for fake"))
+        XCTAssertTrue(s.wait(timeout: 30) { FileManager.default.fileExists(atPath: s.dir + "/child.pid") })
+        let child = pid_t(try String(contentsOfFile: s.dir + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+        XCTAssertEqual(Glibc.kill(child, 0), 0, "the backup's child runs")
+        XCTAssertTrue(s.jobsRow("fake").contains("running"))
+        let started = Date()
+        XCTAssertEqual(s.stop(timeout: 30), 0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "did not wait for the 60 s sleep")
+        XCTAssertTrue(s.wait(timeout: 5) { Glibc.kill(child, 0) != 0 }, "the whole process group was terminated")
+        XCTAssertTrue(s.logText.contains("fake: backup backup was killed by signal 15") || s.logText.contains("fake: finished backup with return code 143"), s.logText)
+    }
+
+    func testConfigErrorsDaemonLockAndCheckExitCodes() throws {
+        let s = SchedulerHarness(self, schedules: Self.quick)
+        s.addJob("alpha", schedule: "nonexistent")
+        s.writeConfig()
+        var r = E2E.backy(["scheduler", "-c", s.config])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(r.stderr, "Error: \(s.config): line 13: jobs.alpha.schedule: unknown schedule \"nonexistent\" (defined: quick)\n")
+        r = E2E.backy(["scheduler", "-c", s.dir + "/nope.conf"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(r.stderr, "Error: configuration file \(s.dir)/nope.conf does not exist\n")
+        r = E2E.backy(["check", "-c", s.dir + "/nope.conf"])
+        XCTAssertEqual(r.code, 1)
+
+        // No status file yet: UNKNOWN.
+        r = E2E.backy(["check", "-c", s.config])
+        XCTAssertEqual(r.code, 3)
+        XCTAssertEqual(r.out, "UNKNOWN: No status file found at \(s.statusFile)\n")
+        // A stale one: CRITICAL.
+        try "[]\n".write(toFile: s.statusFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-600)], ofItemAtPath: s.statusFile)
+        r = E2E.backy(["check", "-c", s.config])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertEqual(r.out, "CRITICAL: Status file is older than 5 minutes\n")
+
+        // The daemon lock is held: exit 69, nothing created.
+        s.jobsYAML = []
+        s.addJob("alpha", schedule: "quick")
+        s.writeConfig()
+        let fd = open(s.base + "/.lock", O_RDWR | O_CREAT, 0o644)
+        XCTAssertEqual(flock(fd, LOCK_EX), 0)
+        r = E2E.backy(["scheduler", "-c", s.config])
+        XCTAssertEqual(r.code, 69)
+        XCTAssertTrue(r.stderr.contains("failed to acquire lock \(s.base)/.lock"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: s.base + "/alpha"), "job directories are created after the lock is taken")
+        close(fd)
+
+        // A missing base-dir is a configuration error.
+        try FileManager.default.removeItem(atPath: s.base)
+        r = E2E.backy(["scheduler", "-c", s.config])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(r.stderr, "Error: \(s.config): global.base-dir: \(s.base) does not exist (create it first)\n")
+    }
+
+    func isLocked(_ path: String) -> Bool {
+        let fd = open(path, O_RDWR)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return flock(fd, LOCK_EX | LOCK_NB) != 0
+    }
+}

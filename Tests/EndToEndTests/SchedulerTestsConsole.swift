@@ -1,0 +1,92 @@
+// SchedulerTestsConsole: the scheduler's telnet console through real TCP
+// clients — a socket client (several at once, telnet negotiation bytes), `nc`
+// and `telnet` — and `reload` from the console.
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class SchedulerConsoleEndToEndTests: XCTestCase {
+    static let daily = "  slow:\n    daily: {interval: 1d, keep: 7}\n    weekly: {interval: 1w, keep: 4}"
+
+    func testConsoleThroughTCPClients() throws {
+        let s = SchedulerHarness(self, schedules: Self.daily)
+        s.addJob("test01", schedule: "slow")
+        s.addJob("test02", schedule: "slow")
+        s.start()
+
+        let a = try ConsoleClient(port: s.port)
+        let b = try ConsoleClient(port: s.port)
+        let c = try ConsoleClient(port: s.port)
+
+        let jobs = try a.ask("jobs")
+        XCTAssertTrue(jobs.contains("| Job    | SLA | Status               | Last Backup (UTC) | Last Tags | Last Dur | Next Backup (UTC)   | Next Tags    |"), jobs)
+        XCTAssertTrue(jobs.contains("| test01 | OK  | waiting for deadline | -                 | -         |        - |"), jobs)
+        XCTAssertTrue(jobs.hasSuffix("2 jobs shown\n"), jobs)
+        XCTAssertTrue(try b.ask("jobs 02").contains("1 jobs shown"))
+        XCTAssertEqual(try b.ask("jobs a b"), "Usage: jobs [REGEX]\n")
+        XCTAssertEqual(try c.ask("status"), """
+            +----------------------+---+
+            | Status               | # |
+            +----------------------+---+
+            | waiting for deadline | 2 |
+            +----------------------+---+
+
+            """)
+        XCTAssertEqual(try c.ask("bogus"), "bogus: command not found. Type help for the list of commands.\n")
+        XCTAssertEqual(try c.ask("run nope"), "Unknown job nope\n")
+        XCTAssertTrue(try a.ask("help").hasPrefix("Available commands:\n"))
+
+        // Telnet negotiation (IAC DO ECHO, IAC WILL NAWS, a subnegotiation) is refused
+        // harmlessly and the command after it still works.
+        b.send([255, 253, 1, 255, 251, 31, 255, 250, 31, 0, 80, 0, 24, 255, 240] + Array("jobs test01\r\n".utf8))
+        let raw = try b.readRawUntil("backy> ")
+        XCTAssertEqual(Array(raw.prefix(6)), [255, 252, 1, 255, 254, 31], "DO ECHO → WONT ECHO, WILL NAWS → DONT NAWS")
+        XCTAssertTrue(String(decoding: raw.dropFirst(6), as: UTF8.self).contains("1 jobs shown"))
+
+        // `run` triggers the job at once; it backs up.
+        XCTAssertEqual(try a.ask("run test01"), "Triggered immediate run for test01\n")
+        XCTAssertTrue(s.wait(timeout: 30) { s.revisions("test01").count == 1 }, s.logText)
+        XCTAssertTrue(s.wait(timeout: 10) { s.jobsRow("test01").contains("daily,weekly") })
+
+        // quit closes only that connection.
+        c.send(Array("quit\r\n".utf8))
+        XCTAssertEqual(c.readToEnd(), "Goodbye.\r\n")
+        XCTAssertTrue(try a.ask("jobs").contains("2 jobs shown"))
+
+        // `reload` from the console adds a job.
+        s.addJob("test03", schedule: "slow")
+        s.writeConfig()
+        XCTAssertEqual(try a.ask("reload"), "Reloaded \(s.config): 3 jobs (1 added, 0 changed, 0 removed)\n")
+        XCTAssertTrue(try a.ask("jobs").contains("| test03 |"))
+        // A broken configuration is refused, the running one stays.
+        try "jobs: [\n".write(toFile: s.config, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try a.ask("reload").hasPrefix("Reload failed, keeping the running configuration: "))
+        XCTAssertTrue(try a.ask("jobs").contains("3 jobs shown"))
+        s.writeConfig()
+
+        XCTAssertEqual(s.stop(), 0)
+    }
+
+    func testConsoleWithNetcatAndTelnet() throws {
+        let s = SchedulerHarness(self, schedules: Self.daily)
+        s.addJob("test01", schedule: "slow")
+        s.start()
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/nc") {
+            let r = E2E.run("/bin/sh", ["-c", "printf 'jobs\\nstatus\\n' | nc -N 127.0.0.1 \(s.port)"], timeout: 30)
+            XCTAssertEqual(r.code, 0, r.stderr)
+            XCTAssertTrue(r.out.hasPrefix("backy "), r.out)
+            XCTAssertTrue(r.out.contains("1 jobs shown\r\n"), r.out)
+            XCTAssertTrue(r.out.contains("| waiting for deadline | 1 |"), r.out)
+        }
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/telnet") {
+            let script = "(sleep 1; echo 'jobs test'; sleep 1; echo 'run test01; quit'; sleep 1) | telnet 127.0.0.1 \(s.port)"
+            let r = E2E.run("/bin/sh", ["-c", script], timeout: 30)
+            XCTAssertTrue(r.out.contains("1 jobs shown"), r.out + r.stderr)
+            XCTAssertTrue(r.out.contains("Triggered immediate run for test01"), r.out)
+            XCTAssertTrue(r.out.contains("Goodbye."), r.out)
+        }
+        XCTAssertEqual(s.stop(), 0)
+    }
+}
