@@ -55,6 +55,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
+        .testTarget(name: "SourcesPluginsTests", dependencies: ["SourcesPlugins"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
         .testTarget(name: "NBDServerTests", dependencies: ["NBDServer"]),
         // Runs the built `backy` binary (swift test builds it first).

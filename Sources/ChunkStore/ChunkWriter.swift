@@ -30,6 +30,9 @@ public final class ChunkWriter: @unchecked Sendable {
     /// Rewrite every chunk once even if its file exists (distrust healing).
     public let forceRewrite: Bool
     private let state = Locked(State())
+    /// XXH64 of each chunk this writer read (0 = not read), for the
+    /// verification pass.
+    public private(set) var fastHashes: [UInt64] = []
 
     public init(job: Job, session: PinSession, threads: Int = Parallel.defaultThreads, forceRewrite: Bool) {
         self.job = job
@@ -52,6 +55,10 @@ public final class ChunkWriter: @unchecked Sendable {
         let ids = UnsafeMutableBufferPointer<ChunkID>.allocate(capacity: count)
         defer { ids.deallocate() }
         _ = ids.initialize(from: map.chunks)
+        if fastHashes.count != count { fastHashes = [UInt64](repeating: 0, count: count) }
+        let fast = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
+        defer { fast.deallocate() }
+        _ = fast.initialize(from: fastHashes)
         let m = map
         let store = job.store
         let jobPath = job.path
@@ -67,6 +74,7 @@ public final class ChunkWriter: @unchecked Sendable {
             }
             let id = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
             ids[i] = id
+            if !id.isZero { fast[i] = FastHash.xxh64(UnsafeRawBufferPointer(buf)) }
             if id.isZero {
                 self.state.with { $0.stats.chunksRead += 1; $0.stats.chunksZero += 1; $0.stats.bytesRead += Int64(len) }
                 return
@@ -97,6 +105,7 @@ public final class ChunkWriter: @unchecked Sendable {
             }
         }
         map.chunks = Array(ids)
+        fastHashes = Array(fast)
     }
 
     /// Records chunk ids taken over without reading (a parent's unchanged

@@ -16,7 +16,7 @@ public enum BackupRun {
     /// Runs one backup of `job` with `tags`. Throws on any failure, after
     /// removing the incomplete revision.
     public static func run(job: Job, tags: Set<String>, threads: Int = Parallel.defaultThreads,
-                           log: Logger = Logger(label: "backy")) throws -> Result {
+                           log: Logger = Logger(label: "backy"), source given: BackupSource? = nil) throws -> Result {
         guard !tags.isEmpty, tags.allSatisfy({ !$0.isEmpty }) else {
             throw BackyError(.usage, "no tags given (e.g. `backy backup daily`)")
         }
@@ -35,7 +35,7 @@ public enum BackupRun {
             log.info("Removed \(cleaned.tempFiles) temp files of \(cleaned.sessions) interrupted sessions")
         }
         let config = try job.sourceConfig()
-        let source = try SourceFactory.make(config: config, configPath: job.configPath)
+        let source = try given ?? SourceFactory.make(config: config, configPath: job.configPath)
         let started = Date()
         try source.ready()
         try job.store.create()

@@ -49,3 +49,18 @@ final class ChunkIDTests: XCTestCase {
         XCTAssertEqual(ids.sorted().map(\.hex), ids.map(\.hex).sorted())
     }
 }
+
+final class FastHashTests: XCTestCase {
+    func testXXH64Vectors() {
+        // Values from the reference implementation (python xxhash, seed 0).
+        func h(_ b: [UInt8]) -> String { String(b.withUnsafeBytes { FastHash.xxh64($0) }, radix: 16) }
+        XCTAssertEqual(h([]), "ef46db3751d8e999")
+        XCTAssertEqual(h(Array("a".utf8)), "d24ec4f1a98c6e5b")
+        XCTAssertEqual(h(Array("abc".utf8)), "44bc2cf5ad770999")
+        XCTAssertEqual(h([UInt8](repeating: UInt8(ascii: "x"), count: 31)), "60dd0d01083b99f0")
+        XCTAssertEqual(h([UInt8](repeating: UInt8(ascii: "y"), count: 32)), "64da1f1d3495ce66")
+        XCTAssertEqual(h([UInt8](repeating: UInt8(ascii: "z"), count: 33)), "c5241253c64e0268")
+        let seq = (0..<100).flatMap { _ in (0..<256).map { UInt8($0) } }
+        XCTAssertEqual(h(seq), "6d29c9cb411e12")
+    }
+}

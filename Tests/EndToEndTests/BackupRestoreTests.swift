@@ -111,7 +111,8 @@ final class BackupRestoreTests: XCTestCase {
         XCTAssertEqual(lines[1].replacingOccurrences(of: " ", with: ""), "|Date(UTC)|ID|Size|Durat|Tags|Trust|")
         XCTAssertTrue(lines[3].contains("| 16 Bytes |"), lines[3])
         XCTAssertTrue(lines[3].contains("| daily,weekly | trusted |"), lines[3])
-        XCTAssertEqual(lines.last, "1 revisions containing 16 Bytes data (estimated)")
+        XCTAssertEqual(lines[lines.count - 2], "1 revisions containing 16 Bytes data (estimated)")
+        XCTAssertEqual(lines.last, "1 chunks; 1 never verified at rest")
         let id = E2E.revisionIDs(job)[0]
         XCTAssertEqual(id.count, 22)
         let f = E2E.backy(["-b", job, "find", "-r", "0"])
