@@ -23,6 +23,13 @@ enum ChildProcess {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, outputFile, O_WRONLY | O_APPEND | O_CREAT, 0o644)
         posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+        // Nothing else is inherited: not the console's sockets, not the daemon's
+        // log or lock (most are close-on-exec, but not every library's are).
+        if let closeFrom = closeFrom {
+            _ = closeFrom(&fileActions, 3)
+        } else {
+            for fd in openDescriptors() where fd > 2 { posix_spawn_file_actions_addclose(&fileActions, fd) }
+        }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -47,6 +54,19 @@ enum ChildProcess {
                 "cannot run \(executable): \(String(cString: strerror(rc)))"])
         }
         return pid
+    }
+
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc ≥ 2.34's posix_spawn_file_actions_addclosefrom_np (not in Swift's Glibc module).
+    private static let closeFrom: CloseFrom? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: CloseFrom.self)
+    }()
+
+    /// The process's open descriptors (from /proc/self/fd).
+    private static func openDescriptors() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
     }
 
     /// Waits for `pid`; returns its exit code, or 128 + N if signal N killed it.

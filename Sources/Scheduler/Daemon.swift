@@ -80,6 +80,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
     private let statusCond = NSCondition()
     private var statusStopped = false
     private var statusWakeup = false
+    private var statusDone = false
     private var lastStatusError = ""
     private var console: ConsoleServer?
     private var daemonLock: FileLock?
@@ -385,6 +386,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusCond.lock()
         statusStopped = true
         statusCond.broadcast()
+        let statusDeadline = Date().addingTimeInterval(10)
+        while !statusDone && Date() < statusDeadline { _ = statusCond.wait(until: statusDeadline) }
         statusCond.unlock()
         console?.stop()
         writeStatus()
@@ -417,6 +420,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
             }
             statusWakeup = false
             let stop = statusStopped
+            if stop {
+                statusDone = true
+                statusCond.broadcast()
+            }
             statusCond.unlock()
             if stop { return }
         }
@@ -532,6 +539,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             } else {
                 jobs[name] = nil
                 queue.removeAll { $0 === j }
+                cache.invalidate(jobPath: j.path)
                 log.info("\(name): removed from the configuration")
             }
         }

@@ -118,6 +118,38 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertTrue(s.logText.contains("fake: backup backup was killed by signal 15") || s.logText.contains("fake: finished backup with return code 143"), s.logText)
     }
 
+    func testAtMostWorkerLimitRunsAtOnce() throws {
+        let s = SchedulerHarness(self, schedules: "  slow:\n    daily: {interval: 1d, keep: 2}")
+        let cmd = s.dir + "/counting-backy"
+        try """
+            #!/bin/sh
+            # Records how many backups run at the same time.
+            if [ "$5" = backup ]; then
+                touch "$2/../../active.$$"
+                ls "$2/../../" | grep -c '^active\\.' >> "$2/../../concurrency"
+                sleep 1
+                rm -f "$2/../../active.$$"
+                echo "$1 $2" >> "$2/../../ran"
+            fi
+            exit 0
+
+            """.write(toFile: cmd, atomically: true, encoding: .utf8)
+        chmod(cmd, 0o755)
+        s.env["BACKY_CMD"] = cmd
+        for name in ["j1", "j2", "j3", "j4", "j5"] { s.addJob(name, schedule: "slow") }
+        s.start()
+        let answer = s.console("runall")
+        XCTAssertEqual(answer.components(separatedBy: "Triggered immediate run for").count - 1, 5, answer)
+        XCTAssertTrue(s.wait(timeout: 30) {
+            ((try? String(contentsOfFile: s.dir + "/ran", encoding: .utf8)) ?? "").split(separator: "\n").count == 5
+        }, s.logText)
+        let counts = try String(contentsOfFile: s.dir + "/concurrency", encoding: .utf8).split(separator: "\n").compactMap { Int($0) }
+        XCTAssertEqual(counts.count, 5)
+        XCTAssertEqual(counts.max(), 2, "worker-limit 2: \(counts)")
+        XCTAssertTrue(s.logText.contains("status queued for execution"))
+        XCTAssertEqual(s.stop(), 0)
+    }
+
     func testConfigErrorsDaemonLockAndCheckExitCodes() throws {
         let s = SchedulerHarness(self, schedules: Self.quick)
         s.addJob("alpha", schedule: "nonexistent")

@@ -60,10 +60,23 @@ final class SchedulerConsoleEndToEndTests: XCTestCase {
         s.writeConfig()
         XCTAssertEqual(try a.ask("reload"), "Reloaded \(s.config): 3 jobs (1 added, 0 changed, 0 removed)\n")
         XCTAssertTrue(try a.ask("jobs").contains("| test03 |"))
+        // Removing one job and changing another take effect too.
+        s.jobsYAML = []
+        s.schedulesYAML = Self.daily + "\n  hourly:\n    hourly: {interval: 1h, keep: 3}"
+        s.addJob("test01", schedule: "hourly", image: "images/test01.img")
+        s.addJob("test03", schedule: "slow", image: "images/test03.img")
+        s.writeConfig()
+        XCTAssertEqual(try a.ask("reload"), "Reloaded \(s.config): 2 jobs (0 added, 1 changed, 1 removed)\n")
+        let after = try a.ask("jobs")
+        XCTAssertFalse(after.contains("| test02 |"), after)
+        XCTAssertTrue(after.contains("2 jobs shown"), after)
+        // test01 now has an hourly tag that it missed: it is caught up right away.
+        XCTAssertTrue(s.wait(timeout: 30) { s.jobsRow("test01").contains("| hourly ") }, s.jobsRow("test01"))
+        XCTAssertEqual(try a.ask("run test02"), "Unknown job test02\n")
         // A broken configuration is refused, the running one stays.
         try "jobs: [\n".write(toFile: s.config, atomically: true, encoding: .utf8)
         XCTAssertTrue(try a.ask("reload").hasPrefix("Reload failed, keeping the running configuration: "))
-        XCTAssertTrue(try a.ask("jobs").contains("3 jobs shown"))
+        XCTAssertTrue(try a.ask("jobs").contains("2 jobs shown"))
         s.writeConfig()
 
         XCTAssertEqual(s.stop(), 0)
