@@ -55,7 +55,7 @@ public enum ChunkFault: Error, Equatable, Sendable, CustomStringConvertible {
     case missing
     case truncated(String)
     case corrupt(String)
-    case hashMismatch(actual: ChunkID)
+    case hashMismatch(actual: String)
     case io(String)
 
     public var description: String {
@@ -63,16 +63,19 @@ public enum ChunkFault: Error, Equatable, Sendable, CustomStringConvertible {
         case .missing: return "chunk file is missing"
         case .truncated(let s): return "chunk file is truncated (\(s))"
         case .corrupt(let s): return "chunk file is corrupt (\(s))"
-        case .hashMismatch(let a): return "content hash mismatch (data hashes to \(a.hex))"
+        case .hashMismatch(let a): return "content hash mismatch (data hashes to \(a))"
         case .io(let s): return "read error: \(s)"
         }
     }
 }
 
-/// A chunk that failed to read, with its id.
+/// A chunk that failed to read, with its name (64 hex digits for native
+/// chunks, 32 for backy 2.4's) and, for native chunks, its id.
 public struct ChunkReadError: Error, CustomStringConvertible {
     public let id: ChunkID
+    public let name: String
     public let fault: ChunkFault
-    public init(id: ChunkID, fault: ChunkFault) { self.id = id; self.fault = fault }
-    public var description: String { "chunk \(id.hex): \(fault)" }
+    public init(id: ChunkID, fault: ChunkFault) { self.id = id; self.name = id.hex; self.fault = fault }
+    public init(name: String, fault: ChunkFault) { self.id = .zero; self.name = name; self.fault = fault }
+    public var description: String { "chunk \(name): \(fault)" }
 }

@@ -168,7 +168,7 @@ public final class ChunkStore: @unchecked Sendable {
         }
         if checkHash {
             let actual = ChunkHash.id(of: UnsafeRawBufferPointer(rebasing: out[0..<n]))
-            if actual != id { throw ChunkReadError(id: id, fault: .hashMismatch(actual: actual)) }
+            if actual != id { throw ChunkReadError(id: id, fault: .hashMismatch(actual: actual.hex)) }
         }
         return n
     }

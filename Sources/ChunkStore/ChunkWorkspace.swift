@@ -19,8 +19,19 @@ public final class ChunkWorkspace {
         decompressor = ZstdDecompressor()
     }
 
+    private var spareBuffer: UnsafeMutableRawBufferPointer?
+
+    /// A second chunk-sized buffer, allocated on first use.
+    public var spare: UnsafeMutableRawBufferPointer {
+        if let b = spareBuffer { return b }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 4096)
+        spareBuffer = b
+        return b
+    }
+
     deinit {
         data.deallocate()
         file.deallocate()
+        spareBuffer?.deallocate()
     }
 }

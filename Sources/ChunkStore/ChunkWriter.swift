@@ -51,6 +51,13 @@ public final class ChunkWriter: @unchecked Sendable {
     /// is called from several threads at once.
     public func process(indices: [Int], map: inout ChunkMap,
                         read: @escaping (Int, UnsafeMutableRawBufferPointer) throws -> Int) throws {
+        try process(indices: indices, map: &map) { i, buf, _ in try read(i, buf) }
+    }
+
+    /// Like `process(indices:map:read:)`; the callback also gets the worker's
+    /// workspace to use as scratch (its `file` buffer is free while reading).
+    public func process(indices: [Int], map: inout ChunkMap,
+                        read: @escaping (Int, UnsafeMutableRawBufferPointer, ChunkWorkspace) throws -> Int) throws {
         let count = map.chunks.count
         let ids = UnsafeMutableBufferPointer<ChunkID>.allocate(capacity: count)
         defer { ids.deallocate() }
@@ -68,7 +75,7 @@ public final class ChunkWriter: @unchecked Sendable {
             let i = indices[k]
             let len = m.length(of: i)
             let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
-            let got = try read(i, buf)
+            let got = try read(i, buf, ws)
             if got != len {
                 throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(got) of \(len) bytes (did the source shrink?)")
             }

@@ -10,12 +10,17 @@ public protocol ImageReader: AnyObject, Sendable {
     func isZero(_ i: Int) -> Bool
     /// A printable name of chunk `i`'s stored data (for error messages).
     func chunkName(_ i: Int) -> String
+    /// The file holding chunk `i`, if it is stored in one.
+    func chunkPath(_ i: Int) -> String?
     /// Reads chunk `i` (exactly `length(of: i)` bytes) into `out`, checking
     /// its hash. Throws `ChunkReadError` for damaged or missing data.
     func read(_ i: Int, into out: UnsafeMutableRawBufferPointer, workspace: ChunkWorkspace) throws -> Int
 }
 
 public extension ImageReader {
+    /// Readers without chunk files (in-memory test images) need not say.
+    func chunkPath(_ i: Int) -> String? { nil }
+
     func length(of i: Int) -> Int {
         Int(min(UInt64(chunkSize), imageSize - UInt64(i) * UInt64(chunkSize)))
     }
@@ -37,6 +42,7 @@ public final class NativeImage: ImageReader, @unchecked Sendable {
     public var chunkCount: Int { map.chunks.count }
     public func isZero(_ i: Int) -> Bool { map.chunks[i].isZero }
     public func chunkName(_ i: Int) -> String { map.chunks[i].hex }
+    public func chunkPath(_ i: Int) -> String? { map.chunks[i].isZero ? nil : store.path(map.chunks[i]) }
 
     public func read(_ i: Int, into out: UnsafeMutableRawBufferPointer, workspace: ChunkWorkspace) throws -> Int {
         let id = map.chunks[i]

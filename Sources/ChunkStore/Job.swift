@@ -70,6 +70,15 @@ public final class Job: @unchecked Sendable {
 
     public func revPath(_ id: String) -> String { path + "/" + id + ".rev" }
     public func mapPath(_ id: String) -> String { path + "/" + id + ".map" }
+    /// The file a reader pins (hard-links) to keep a revision's chunks.
+    public func pinnableMapPath(_ rev: Revision) -> String? {
+        switch rev.backend {
+        case .native: return mapPath(rev.id)
+        case .legacyChunked: return legacyImagePath(rev.id)
+        default: return nil
+        }
+    }
+
     /// backy 2.4's image or JSON map file of a legacy revision.
     public func legacyImagePath(_ id: String) -> String { path + "/" + id }
 
@@ -137,7 +146,7 @@ public final class Job: @unchecked Sendable {
         case .native:
             return try ChunkMap.read(path: mapPath(rev.id))
         case .legacyChunked, .cowfile:
-            throw BackyError(.usage, "revision \(rev.id) was written by backy 2.4 (\(rev.backend.name)); reading it is not supported by this version")
+            throw BackyError(.usage, "revision \(rev.id) was written by backy 2.4 (\(rev.backend.name)); run `backy upgrade` to convert it")
         case .unknown(let s):
             throw BackyError(.usage, "revision \(rev.id) has an unknown backend type '\(s)'")
         }
@@ -148,9 +157,12 @@ public final class Job: @unchecked Sendable {
         switch rev.backend {
         case .native:
             return NativeImage(map: try loadMap(rev), store: store)
-        default:
-            _ = try loadMap(rev)  // throws the right message
-            throw BackyError(.usage, "cannot read revision \(rev.id)")
+        case .legacyChunked:
+            return LegacyImage(map: try LegacyMap.read(path: legacyImagePath(rev.id)), store: store)
+        case .cowfile:
+            return try CowfileImage(path: legacyImagePath(rev.id))
+        case .unknown(let s):
+            throw BackyError(.usage, "revision \(rev.id) has an unknown backend type '\(s)'")
         }
     }
 

@@ -33,10 +33,22 @@ public final class Purger {
         let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
         result.removedTempFiles = cleaned.tempFiles
         result.deadSessions = cleaned.sessions
-        // Candidates: every chunk file present now. Chunks written later are
-        // not candidates, so they cannot be removed by this run.
-        var candidates = try job.store.allChunks()
-        candidates.sort()
+        // Candidates: every chunk file present now (native, and backy 2.4's
+        // `.chunk.lzo`). Chunks written later are not candidates, so they
+        // cannot be removed by this run.
+        enum Candidate { case native(ChunkID), legacy(String, String) }
+        var candidates: [Candidate] = []
+        try job.store.list { entry in
+            switch entry {
+            case .chunk(let id): candidates.append(.native(id))
+            case .other(let path):
+                let name = (path as NSString).lastPathComponent
+                if name.hasSuffix(".chunk.lzo"), name.utf8.count == 32 + 10 {
+                    candidates.append(.legacy(String(name.prefix(32)), path))
+                }
+            case .temp: break
+            }
+        }
         let refs = References(job: job)
         let gate = Gate(jobPath: job.path)
         var index = 0
@@ -44,12 +56,16 @@ public final class Purger {
             let end = min(candidates.count, index + batchSize)
             try gate.exclusive {
                 let referenced = try refs.refresh()
-                for id in candidates[index..<end] {
-                    if referenced.contains(id) {
-                        result.keptChunks += 1
-                        continue
+                for c in candidates[index..<end] {
+                    let p: String
+                    switch c {
+                    case .native(let id):
+                        if referenced.native.contains(id) { result.keptChunks += 1; continue }
+                        p = job.store.path(id)
+                    case .legacy(let hash, let path):
+                        if referenced.legacy.contains(hash) { result.keptChunks += 1; continue }
+                        p = path
                     }
-                    let p = job.store.path(id)
                     let size = Posix.status(p).map { Int64($0.st_size) } ?? 0
                     if unlink(p) == 0 {
                         result.removedChunks += 1

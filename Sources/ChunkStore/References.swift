@@ -1,15 +1,22 @@
 // References: which chunks the job's revisions and running sessions refer
-// to. Reads every map once and re-reads only maps and pin bytes that are new,
-// so purge can recompute the referenced set cheaply before each batch.
+// to — native chunk ids from binary maps and pin files, and backy 2.4 chunk
+// hashes from JSON maps. Reads every map once and re-reads only maps and pin
+// bytes that are new, so purge can recompute the set before each batch.
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public final class References {
+    public struct Set2: Sendable {
+        public var native = Set<ChunkID>()
+        public var legacy = Set<String>()
+    }
+
     public let job: Job
-    /// Chunks named by revision maps and map links, by map file identity.
-    private var maps: [String: (ino: UInt64, ids: [ChunkID])] = [:]
+    private enum Parsed { case native([ChunkID]), legacy([String]) }
+    /// Map files read so far, by path and inode.
+    private var maps: [String: (ino: UInt64, parsed: Parsed)] = [:]
     /// Pin files read so far: path → (bytes consumed, ids).
     private var pins: [String: (offset: Int, ids: [ChunkID])] = [:]
 
@@ -17,13 +24,22 @@ public final class References {
         self.job = job
     }
 
-    /// Re-scans maps and pins; returns the set of referenced chunk ids.
-    /// Throws if a map cannot be read: then nothing may be deleted.
-    public func refresh() throws -> Set<ChunkID> {
-        var seenMaps = Set<String>()
+    /// Re-scans maps and pins; returns the referenced chunks. Throws if a
+    /// map cannot be read: then nothing may be deleted.
+    public func refresh() throws -> Set2 {
         var mapFiles: [String] = []
-        for name in try Posix.listDirectory(job.path) where name.hasSuffix(".map") && !name.hasPrefix(".") {
-            mapFiles.append(job.path + "/" + name)
+        var legacyFiles: [String] = []
+        for name in try Posix.listDirectory(job.path) where !name.hasPrefix(".") {
+            if name.hasSuffix(".map") {
+                mapFiles.append(job.path + "/" + name)
+            } else if name.hasSuffix(".rev") {
+                // backy 2.4 revisions (complete or not) keep their JSON map in <id>.
+                let id = String(name.dropLast(4))
+                let p = job.path + "/" + id
+                if let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 2 {
+                    legacyFiles.append(p)
+                }
+            }
         }
         let pinDir = job.path + "/" + PinSession.directoryName
         var pinFiles: [String] = []
@@ -33,20 +49,25 @@ public final class References {
                 if name.hasSuffix(".pin") { pinFiles.append(pinDir + "/" + name) }
             }
         }
-        for p in mapFiles {
+        var seen = Set<String>()
+        for p in mapFiles + legacyFiles {
             guard let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            seenMaps.insert(p)
+            seen.insert(p)
             let ino = UInt64(st.st_ino)
             if let known = maps[p], known.ino == ino { continue }
-            let map: ChunkMap
-            do {
-                map = try ChunkMap.read(path: p)
-            } catch let e as BackyError where e.kind == .notFound {
-                continue  // removed meanwhile
+            let bytes: [UInt8]
+            do { bytes = try Posix.readFile(p) } catch { continue }  // removed meanwhile
+            if bytes.count >= 2 && bytes[0] == UInt8(ascii: "{") && bytes[1] == UInt8(ascii: "\"") {
+                maps[p] = (ino, .legacy(Array(try LegacyMap.parse(bytes, path: p).distinctChunks)))
+            } else if ChunkMap.looksLikeMap(bytes) {
+                maps[p] = (ino, .native(try ChunkMap.decode(bytes, path: p).chunks))
+            } else if legacyFiles.contains(p) {
+                continue  // a cowfile raw image, not a map
+            } else {
+                throw BackyError(.corrupt, "\(p): neither a chunk map nor a backy 2.4 map")
             }
-            maps[p] = (ino, map.chunks)
         }
-        for p in maps.keys where !seenMaps.contains(p) { maps[p] = nil }
+        for p in maps.keys where !seen.contains(p) { maps[p] = nil }
         var seenPins = Set<String>()
         for p in pinFiles {
             seenPins.insert(p)
@@ -69,19 +90,34 @@ public final class References {
             pins[p] = entry
         }
         for p in pins.keys where !seenPins.contains(p) { pins[p] = nil }
-        var refs = Set<ChunkID>()
-        for (_, m) in maps { for c in m.ids where !c.isZero { refs.insert(c) } }
-        for (_, e) in pins { for c in e.ids { refs.insert(c) } }
+        var refs = Set2()
+        for (_, m) in maps {
+            switch m.parsed {
+            case .native(let ids): for c in ids where !c.isZero { refs.native.insert(c) }
+            case .legacy(let hs): refs.legacy.formUnion(hs)
+            }
+        }
+        for (_, e) in pins { for c in e.ids { refs.native.insert(c) } }
         return refs
     }
 
-    /// Revision ids whose maps name each of `ids` (revision maps only).
-    public func revisionsReferencing(_ ids: Set<ChunkID>) throws -> [ChunkID: [String]] {
-        var out: [ChunkID: [String]] = [:]
-        for name in try Posix.listDirectory(job.path) where name.hasSuffix(".map") && !name.hasPrefix(".") {
-            let rev = String(name.dropLast(4))
-            guard let map = try? ChunkMap.read(path: job.path + "/" + name) else { continue }
-            for c in Set(map.chunks) where ids.contains(c) { out[c, default: []].append(rev) }
+    /// Revision ids whose maps name each chunk (by chunk name: 64 hex for
+    /// native chunks, 32 for backy 2.4's).
+    public func revisionsReferencing(_ names: Set<String>) throws -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for rev in try job.scan() {
+            let chunkNames: Set<String>
+            switch rev.backend {
+            case .native:
+                guard let m = try? ChunkMap.read(path: job.mapPath(rev.id)) else { continue }
+                chunkNames = Set(m.chunks.filter { !$0.isZero }.map(\.hex))
+            case .legacyChunked:
+                guard let m = try? LegacyMap.read(path: job.legacyImagePath(rev.id)) else { continue }
+                chunkNames = m.distinctChunks
+            default:
+                continue
+            }
+            for c in chunkNames where names.contains(c) { out[c, default: []].append(rev.id) }
         }
         return out
     }

@@ -22,10 +22,10 @@ public enum StatusReport {
     }
 
     /// The verification coverage line under the status table.
-    public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, now: Date = Date()) -> String {
+    public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, legacyRevisions: Int = 0,
+                                    now: Date = Date()) -> String {
         var s = "\(chunks) chunks"
         if chunks == 0 {
-            s += "."
         } else if neverVerified > 0 {
             s += "; \(neverVerified) never verified at rest"
             if let oldest { s += ", the least recently verified one \(age(now.timeIntervalSince(oldest))) ago" }
@@ -33,6 +33,7 @@ public enum StatusReport {
             s += "; all verified at rest, the least recently verified one \(age(now.timeIntervalSince(oldest))) ago (\(formatSeconds(oldest)) UTC)"
         }
         if quarantined > 0 { s += "; \(quarantined) chunk(s) in quarantine" }
+        if legacyRevisions > 0 { s += "; \(legacyRevisions) revisions written by backy 2.x (`backy upgrade` converts them)" }
         return s
     }
 

@@ -8,7 +8,7 @@ import Logging
 
 public final class Verifier {
     public struct BadChunk: Sendable {
-        public let id: ChunkID
+        public let name: String
         public let fault: ChunkFault
         public let revisions: [String]
     }
@@ -56,17 +56,20 @@ public final class Verifier {
     }
 
     /// Quarantines bad chunks and distrusts every revision referencing them.
-    func isolate(_ faults: [(ChunkID, ChunkFault)]) throws -> [BadChunk] {
+    /// `faults`: chunk name, its file (if any), the fault.
+    func isolate(_ faults: [(name: String, path: String?, fault: ChunkFault)]) throws -> [BadChunk] {
         guard !faults.isEmpty else { return [] }
-        let refs = try References(job: job).revisionsReferencing(Set(faults.map { $0.0 }))
+        let refs = try References(job: job).revisionsReferencing(Set(faults.map { $0.name }))
         var out: [BadChunk] = []
         let gate = Gate(jobPath: job.path)
         try gate.exclusive {
-            for (id, fault) in faults {
-                let revs = refs[id] ?? []
-                let r = try Quarantine.isolate(job: job, id: id, fault: fault, revisions: revs)
-                log.error("Bad chunk \(id.hex): \(fault); moved to \(r.file ?? "(no file)"), referenced by \(revs.count) revision(s)")
-                out.append(BadChunk(id: id, fault: fault, revisions: revs))
+            for f in faults {
+                let revs = refs[f.name] ?? []
+                let r = try Quarantine.isolate(job: job, name: f.name, path: f.path,
+                                               hash: f.name.utf8.count == 32 ? "murmurhash3" : "sha256",
+                                               fault: f.fault, revisions: revs)
+                log.error("Bad chunk \(f.name): \(f.fault); moved to \(r.file ?? "(no file)"), referenced by \(revs.count) revision(s)")
+                out.append(BadChunk(name: f.name, fault: f.fault, revisions: revs))
             }
         }
         let affected = Set(out.flatMap { $0.revisions })
@@ -79,7 +82,8 @@ public final class Verifier {
         return out
     }
 
-    /// Verifies one revision (backy 2.4 §6.4, without deleting anything).
+    /// Verifies one revision (backy 2.4 §6.4, without deleting anything):
+    /// every distinct chunk not used by a verified revision is read back.
     /// The caller holds `.purge` exclusively.
     public func verify(revision spec: Revision) throws -> Result {
         let start = Date()
@@ -89,25 +93,50 @@ public final class Verifier {
         guard let rev = all.first(where: { $0.id == spec.id }), rev.isComplete else {
             throw BackyError(.notFound, "revision \(spec.id) is not a complete revision")
         }
-        try Gate(jobPath: job.path).shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
-        log.info("Verifying revision \(rev.id) ...")
-        let map = try job.loadMap(rev)
-        var skip = Set<ChunkID>()
-        for other in all where other.isComplete && other.trust == .verified && other.id != rev.id && other.backend == .native {
-            if let m = try? job.loadMap(other) { skip.formUnion(m.chunks) }
+        if let mp = job.pinnableMapPath(rev) {
+            try Gate(jobPath: job.path).shared { try session.pinMap(revision: rev.id, mapPath: mp) }
         }
-        let ids = map.distinctChunks.subtracting(skip).sorted()
-        let (ok, faults, bytes, _) = try check(ids, deadline: nil)
+        log.info("Verifying revision \(rev.id) ...")
+        let image = try job.openImage(rev)
+        var skip = Set<String>()
+        for other in all where other.isComplete && other.trust == .verified && other.id != rev.id {
+            if let img = try? job.openImage(other) {
+                for i in 0..<img.chunkCount where img.chunkPath(i) != nil { skip.insert(img.chunkName(i)) }
+            }
+        }
+        // One chunk index per distinct stored chunk (all of them for cowfile).
+        var first: [String: Int] = [:]
+        var indices: [Int] = []
+        for i in 0..<image.chunkCount where !image.isZero(i) {
+            if image.chunkPath(i) == nil && !(image is CowfileImage) { continue }
+            let name = image.chunkName(i)
+            if skip.contains(name) || first[name] != nil { continue }
+            first[name] = i
+            indices.append(i)
+        }
+        let faults = Locked<[(name: String, path: String?, fault: ChunkFault)]>([])
+        let okNative = Locked<[ChunkID]>([])
+        let bytes = Locked<Int64>(0)
+        try Parallel.forEach(count: indices.count, threads: threads, setup: { _ in ChunkWorkspace() }) { ws, k in
+            let i = indices[k]
+            do {
+                let n = try image.read(i, into: ws.data, workspace: ws)
+                bytes.with { $0 += Int64(n) }
+                if let native = image as? NativeImage { okNative.with { $0.append(native.map.chunks[i]) } }
+            } catch let e as ChunkReadError {
+                faults.with { $0.append((image.chunkName(i), image.chunkPath(i), e.fault)) }
+            }
+        }
         var result = Result()
-        result.checked = ids.count
-        result.bytes = bytes
-        result.bad = try isolate(faults)
+        result.checked = indices.count
+        result.bytes = bytes.get
+        result.bad = try isolate(faults.get)
         var index = VerifiedIndex.load(job)
-        index.record(ok, at: Date())
+        index.record(okNative.get, at: Date())
         try index.save(job)
         if result.bad.isEmpty {
             try job.updateRevisions([rev.id]) { $0.trust = .verified }
-            log.info("No problems found - marking as verified. (\(ids.count) chunks, \(ByteFormat.flexible(bytes)) checked, \(skip.count) covered by verified revisions)")
+            log.info("No problems found - marking as verified. (\(indices.count) chunks, \(ByteFormat.flexible(bytes.get)) checked, \(skip.count) covered by verified revisions)")
         } else {
             log.error("Found \(result.bad.count) bad chunk(s) - revision \(rev.id) and every revision sharing them are distrusted.")
         }
@@ -149,7 +178,7 @@ public final class Verifier {
         result.checked = ok.count + faults.count
         result.bytes = bytes
         result.stoppedByBudget = stopped
-        result.bad = try isolate(faults)
+        result.bad = try isolate(faults.map { (name: $0.0.hex, path: job.store.path($0.0) as String?, fault: $0.1) })
         index.record(ok, at: Date())
         index.prune(keeping: Set(all))
         try index.save(job)

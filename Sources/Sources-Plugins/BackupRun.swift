@@ -40,7 +40,14 @@ public enum BackupRun {
         try source.ready()
         try job.store.create()
 
-        let history = try job.history()
+        var history = try job.history()
+        if source.usesParentMap, let last = history.last, Upgrader.isLegacy(last) {
+            // Continue backy 2.4's chain: its newest revision becomes native
+            // (from the local store) so the next backup can be differential.
+            log.info("Upgrading revision \(last.id) (written by backy 2.4) to continue its chain")
+            try Upgrader(job: job, log: log, threads: threads).convert(last)
+            history = try job.history()
+        }
         let parent = history.last
         var rev = Revision(id: RevisionID.make(), timestamp: started, parent: parent?.id, tags: tags)
         try job.save(rev)
@@ -117,7 +124,7 @@ public enum BackupRun {
     /// verifies the newest distrusted one, so distrust resolves itself.
     static func verifyNewestDistrusted(job: Job, log: Logger) {
         guard let history = try? job.history(),
-              let target = history.last(where: { $0.trust == .distrusted && $0.backend == .native }) else { return }
+              let target = history.last(where: { $0.trust == .distrusted }) else { return }
         log.info("Found inconsistent revision(s). Performing single verification.")
         let lock = job.lock(".purge")
         guard (try? lock.tryLock(.exclusive)) == true else {

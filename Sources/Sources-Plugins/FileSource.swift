@@ -117,9 +117,8 @@ public final class FileSource: BackupSource {
         let mismatches = Locked<[String]>([])
         let readBack = Locked(0)
         try Parallel.forEach(count: map.chunks.count, threads: ctx.writer.threads,
-                             setup: { _ in VerifyBuffers(chunkSize: map.chunkSize) }) { w, i in
-            let ws = w.ws
-            let second = w.second
+                             setup: { _ in ChunkWorkspace() }) { ws, i in
+            let second = ws.spare
             let expected = map.chunks[i]
             let len = map.length(of: i)
             let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
@@ -182,12 +181,4 @@ public final class FileSource: BackupSource {
         ctx.extraStats["verified_chunks"] = .int(Int64(map.chunks.count))
         ctx.extraStats["verified_read_back"] = .int(Int64(readBack.get))
     }
-}
-
-/// Per-worker buffers of the verification pass.
-final class VerifyBuffers {
-    let ws = ChunkWorkspace()
-    let second: UnsafeMutableRawBufferPointer
-    init(chunkSize: Int) { second = .allocate(byteCount: chunkSize, alignment: 4096) }
-    deinit { second.deallocate() }
 }

@@ -43,10 +43,6 @@ public enum Integrity {
         }
         var bad: [Verifier.BadChunk] = []
         for rev in targets {
-            guard rev.backend == .native else {
-                log.warning("Skipping revision \(rev.id): \(rev.backend.name) revisions are verified after `backy upgrade`")
-                continue
-            }
             bad += try verifier.verify(revision: rev).bad
         }
         return bad

@@ -12,8 +12,8 @@ public enum RestoreRun {
         let session = try PinSession(jobPath: job.path)
         defer { session.close() }
         let gate = Gate(jobPath: job.path)
-        if rev.backend == .native {
-            try gate.shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
+        if let mp = job.pinnableMapPath(rev) {
+            try gate.shared { try session.pinMap(revision: rev.id, mapPath: mp) }
         }
         let image = try job.openImage(rev)
         log.info("Restoring revision \(rev.id) @ \(Timestamp.format(rev.timestamp)) [\(rev.sortedTags.joined(separator: ","))]")

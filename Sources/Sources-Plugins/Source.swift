@@ -51,4 +51,7 @@ public protocol BackupSource: AnyObject {
 
 public extension BackupSource {
     func finish(_ ctx: BackupContext?, succeeded: Bool, keep: Revision?) {}
+    /// Whether `backup` builds on the parent revision's map (differential
+    /// sources); a parent written by backy 2.4 is then upgraded first.
+    var usesParentMap: Bool { false }
 }

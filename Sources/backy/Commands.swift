@@ -109,7 +109,8 @@ struct StatusCommand: ParsableCommand {
                 print(StatusReport.table(revs))
                 let cov = try Verifier.coverage(job: job)
                 print(StatusReport.coverageLine(chunks: cov.chunks, neverVerified: cov.neverVerified, oldest: cov.oldest,
-                                                quarantined: Quarantine.reported(job).count))
+                                                quarantined: Quarantine.reported(job).count,
+                                                legacyRevisions: revs.filter { $0.isComplete && $0.backend != .native }.count))
             }
             return 0
         }

@@ -69,7 +69,7 @@ struct VerifyCommand: ParsableCommand {
             defer { lock.unlock() }
             let bad = try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget, log: log)
             for b in bad {
-                Operation.printError("bad chunk \(b.id.hex): \(b.fault) (used by \(b.revisions.joined(separator: ", ")))")
+                Operation.printError("bad chunk \(b.name): \(b.fault) (used by \(b.revisions.joined(separator: ", ")))")
             }
             return bad.isEmpty ? 0 : 1
         }
@@ -112,6 +112,29 @@ struct ForgetCommand: ParsableCommand {
             let job = try Operation.openJob(global, log: log)
             let id = try Integrity.forget(job: job, spec: revision, log: log)
             print("Forgot revision \(id)")
+            return 0
+        }
+    }
+}
+
+struct UpgradeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade",
+        abstract: "Convert revisions written by backy 2.x to this version's format.",
+        discussion: "Newest first; keeps ids, timestamps, tags and trust. Resumable: run it again after an interruption. Old chunks no longer used go at the next purge.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try Operation.run(global) { log in
+            let job = try Operation.openJob(global, log: log)
+            let lock = job.lock(".backup")
+            guard try lock.tryLock(.exclusive) else {
+                throw BackyError(.locked, "a backup of \(job.path) is running (\(lock.path) is locked); try again later")
+            }
+            defer { lock.unlock() }
+            let up = Upgrader(job: job, log: log)
+            up.say = { print($0) }
+            try up.run()
             return 0
         }
     }

@@ -51,7 +51,7 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
         }
         reads.with { $0 += 1 }
         if damaged.contains(i) {
-            throw ChunkReadError(id: .zero, fault: .hashMismatch(actual: .zero))
+            throw ChunkReadError(id: .zero, fault: .hashMismatch(actual: ChunkID.zero.hex))
         }
         let len = length(of: i)
         guard out.count >= len else {
