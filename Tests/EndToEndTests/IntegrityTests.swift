@@ -107,17 +107,23 @@ final class IntegrityTests: XCTestCase {
     func testInjectedFaultsAreAllFoundByVerify() throws {
         let d = E2E.tempDir(self)
         let img = d + "/disk.img", job = d + "/job"
-        E2E.write(img, E2E.randomBytes(60 * 1024 * 1024, seed: 5), at: 0)
+        let faults = IntegrityTests.torture ? 60 : 9
+        let mib = IntegrityTests.torture ? 264 : 60
+        E2E.write(img, E2E.randomBytes(mib * 1024 * 1024, seed: 5), at: 0)
         // Half compressible so both codecs are hit.
-        let text = Array(String(repeating: "lorem ipsum dolor sit amet consectetur\n", count: 400_000).utf8)
-        E2E.write(img, text, at: 30 * 1024 * 1024)
+        var rngText = SystemRandomNumberGenerator()
+        for k in 0..<(mib / 8) {
+            let line = "lorem ipsum \(k) dolor sit amet \(UInt32.random(in: 0...UInt32.max, using: &rngText)) consectetur\n"
+            E2E.write(img, Array(String(repeating: line, count: 4 * 1024 * 1024 / line.utf8.count).utf8), at: UInt64(k * 2 + 1) * 4 * 1024 * 1024)
+        }
         E2E.backy(["-b", job, "init", "file", img])
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
         var files = chunkFiles(job)
         var rng = SystemRandomNumberGenerator()
         files.shuffle(using: &rng)
         var injected: [String: String] = [:]
-        for (k, f) in files.prefix(9).enumerated() {
+        XCTAssertGreaterThanOrEqual(files.count, faults)
+        for (k, f) in files.prefix(faults).enumerated() {
             let name = ((f as NSString).lastPathComponent as NSString).deletingPathExtension
             chmod(f, 0o644)
             let size = (try FileManager.default.attributesOfItem(atPath: f)[.size] as! NSNumber).intValue
@@ -268,7 +274,7 @@ final class IntegrityTests: XCTestCase {
         let (img, job) = makeJob(d, mib: 40)
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
         let hash = E2E.sha256(file: img)
-        let kills = IntegrityTests.torture ? 60 : 12
+        let kills = IntegrityTests.torture ? 100 : 26
         var rng = SystemRandomNumberGenerator()
         var killedPurge = 0, killedVerify = 0
         for round in 0..<kills {
