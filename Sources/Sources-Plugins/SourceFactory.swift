@@ -11,6 +11,11 @@ public enum SourceFactory {
         switch type {
         case "file":
             return try FileSource(config: config, configPath: configPath)
+        case "ceph-rbd":
+            return try CephRBDSource(config: config, configPath: configPath)
+        case "flyingcircus":
+            // Read as ceph-rbd; the source logs that Consul freezing is not supported.
+            return try CephRBDSource(config: config, configPath: configPath, flyingCircus: true)
         default:
             throw BackyError(.usage, "\(configPath): unknown source type '\(type)' (known: \(knownTypes.joined(separator: ", ")))")
         }

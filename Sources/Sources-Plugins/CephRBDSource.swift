@@ -1,0 +1,439 @@
+// CephRBDSource: source type `ceph-rbd` ({type: ceph-rbd, pool: P, image: I,
+// full-always: false}) through librbd, no rbd CLI and no kernel mapping.
+//
+// Backup: snapshot `backy-<revision>`; if the parent revision is complete,
+// trusted, native and its snapshot `backy-<parent>` still exists, ask
+// rbd_diff_iterate2 (whole objects) what changed since that snapshot, read
+// only those chunks (in parallel) and take every other chunk id over from
+// the parent's map; otherwise a full backup that reads only the allocated
+// extents (a diff since creation). Chunks whose extents no longer exist
+// become zero chunks; growth and shrinkage resize the map.
+//
+// Verification: reads a random 1 % (at least one) of the new revision's
+// chunks from the snapshot and compares them with the store, within a time
+// budget; and reads a few chunks the diff called unchanged and compares them
+// with the parent: if they differ the diff lied, and the new revision is
+// distrusted so that the next backup reads everything.
+//
+// Clean-up (after success and after failure): every `backy-*` snapshot
+// except the one of the revision to keep is removed; other snapshots are
+// never touched.
+import ChunkStore
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class CephRBDSource: BackupSource {
+    public let typeName: String
+    public let pool: String
+    public let image: String
+    public let fullAlways: Bool
+    public let access: CephAccess
+    /// Seconds the post-backup verification may take (`verify-budget`).
+    public let verifyBudget: Double
+    /// Chunks the diff called unchanged that verification compares with the
+    /// parent (`diff-guard-chunks`).
+    public let guardChunks: Int
+    /// Config of type `flyingcircus`: handled as ceph-rbd without Consul.
+    public let flyingCircus: Bool
+
+    public static let snapshotPrefix = "backy-"
+    public static let defaultVerifyBudget: Double = 300
+    public static let defaultGuardChunks = 16
+    /// Stats key recording that a revision's diff missed changes.
+    public static let diffMismatchKey = "diff_mismatches"
+
+    /// A differential backup builds on the parent's map.
+    public var usesParentMap: Bool { !fullAlways }
+
+    // State of one run.
+    private var cluster: RadosCluster?
+    private var io: RadosIoctx?
+    private var snap: RBDImage?
+    /// Indices of chunks taken over from the parent without reading.
+    private var adopted: [Int] = []
+    private var adoptedSet = Set<Int>()
+
+    public var spec: String { "\(pool)/\(image)" }
+
+    public init(config: YAMLMap, configPath: String, flyingCircus: Bool = false) throws {
+        let type = flyingCircus ? "flyingcircus" : "ceph-rbd"
+        func str(_ key: String, required: Bool) throws -> String? {
+            guard let v = config[key] else {
+                if required { throw BackyError(.usage, "\(configPath): source type \(type) needs '\(key)'") }
+                return nil
+            }
+            guard let s = v.string ?? v.int.map({ String($0) }), !s.isEmpty else {
+                throw BackyError(.usage, "\(configPath): '\(key)' must be a non-empty string")
+            }
+            return s
+        }
+        typeName = type
+        self.flyingCircus = flyingCircus
+        pool = try str("pool", required: true)!
+        image = try str("image", required: true)!
+        if let v = config["full-always"], !v.isNull {
+            guard let b = v.bool else { throw BackyError(.usage, "\(configPath): 'full-always' must be true or false") }
+            fullAlways = b
+        } else {
+            fullAlways = false
+        }
+        access = CephAccess(confPath: try str("ceph-conf", required: false),
+                            clientID: try str("client-id", required: false))
+        if let v = config["verify-budget"], !v.isNull {
+            guard let d = v.double ?? v.int.map(Double.init), d >= 0 else {
+                throw BackyError(.usage, "\(configPath): 'verify-budget' must be a number of seconds")
+            }
+            verifyBudget = d
+        } else {
+            verifyBudget = CephRBDSource.defaultVerifyBudget
+        }
+        if let v = config["diff-guard-chunks"], !v.isNull {
+            guard let n = v.int, n >= 0 else {
+                throw BackyError(.usage, "\(configPath): 'diff-guard-chunks' must be a whole number")
+            }
+            guardChunks = Int(n)
+        } else {
+            guardChunks = CephRBDSource.defaultGuardChunks
+        }
+    }
+
+    public static func snapshotName(_ revision: String) -> String { snapshotPrefix + revision }
+
+    // MARK: connection
+
+    private func connect() throws -> RadosIoctx {
+        if let io { return io }
+        let c = try RadosCluster(access: access)
+        let i = try c.ioctx(pool: pool)
+        cluster = c
+        io = i
+        return i
+    }
+
+    private func disconnect() {
+        snap?.close()
+        snap = nil
+        io = nil
+        cluster = nil
+    }
+
+    public func ready() throws {
+        let io = try connect()
+        do {
+            let img = try RBDImage(io: io, name: image, readOnly: true)
+            img.close()
+        } catch let e as BackyError where e.kind == .notFound {
+            throw BackyError(.notFound, "Source is not ready: RBD image \(spec) does not exist")
+        } catch let e as BackyError {
+            throw BackyError(e.kind, "Source is not ready: \(e.message)")
+        }
+    }
+
+    // MARK: backup
+
+    /// Which chunks of an image of `size` bytes the diff extents touch:
+    /// `read` chunks hold data (or lost only part of it), `zeroed` ones lie
+    /// wholly in extents that no longer exist.
+    static func classify(_ extents: [RBDExtent], size: UInt64, chunkSize: Int) -> (read: [Bool], zeroed: [Bool]) {
+        let n = ChunkMap.chunkCount(size, chunkSize)
+        var read = [Bool](repeating: false, count: n)
+        var zeroBytes = [UInt64](repeating: 0, count: n)
+        let cs = UInt64(chunkSize)
+        for e in extents {
+            guard e.length > 0, e.offset < size else { continue }
+            let end = min(size, e.offset + e.length)
+            let first = Int(e.offset / cs), last = Int((end - 1) / cs)
+            for i in first...last {
+                if e.exists {
+                    read[i] = true
+                } else {
+                    let s = max(e.offset, UInt64(i) * cs), t = min(end, UInt64(i + 1) * cs)
+                    zeroBytes[i] += t - s
+                }
+            }
+        }
+        var zeroed = [Bool](repeating: false, count: n)
+        for i in 0..<n where !read[i] && zeroBytes[i] > 0 {
+            let len = min(cs, size - UInt64(i) * cs)
+            if zeroBytes[i] >= len { zeroed[i] = true } else { read[i] = true }
+        }
+        return (read, zeroed)
+    }
+
+    public func backup(_ ctx: BackupContext) throws -> ChunkMap {
+        let log = ctx.log
+        if flyingCircus {
+            log.info("Source type flyingcircus: Consul-triggered filesystem freezing is not supported; taking a crash-consistent snapshot directly, as ceph-rbd")
+        }
+        let io = try connect()
+        let head: RBDImage
+        do {
+            head = try RBDImage(io: io, name: image)
+        } catch let e as BackyError where e.kind == .notFound {
+            throw BackyError(.notFound, "RBD image \(spec) does not exist")
+        }
+        defer { head.close() }
+
+        // Full or differential?
+        var base: (rev: Revision, map: ChunkMap)?
+        if fullAlways {
+            log.info("Full backup: per configuration")
+        } else if let parent = ctx.parent {
+            if parent.trust == .distrusted {
+                log.info("Full backup: distrusted parent")
+            } else if (parent.stats[CephRBDSource.diffMismatchKey]?.int ?? 0) > 0 {
+                // Distrusted by its own verification (and perhaps verified
+                // at rest since, which says nothing about the source).
+                log.info("Full backup: distrusted parent (the diff it was made from missed changes)")
+            } else if !(try head.snapshotExists(CephRBDSource.snapshotName(parent.id))) {
+                log.info("Full backup: could not find snapshot for previous revision")
+            } else if parent.backend != .native {
+                log.info("Full backup: previous revision was written by backy 2.4 (\(parent.backend.name))")
+            } else {
+                // Pin the parent's map before taking over its chunks, so a
+                // concurrent purge keeps them even if the parent goes.
+                do {
+                    try Gate(jobPath: ctx.job.path).shared {
+                        try ctx.session.pinMap(revision: parent.id, mapPath: ctx.job.mapPath(parent.id))
+                    }
+                    let m = try ctx.job.loadMap(parent)
+                    if m.chunkSize == ChunkMap.defaultChunkSize {
+                        base = (parent, m)
+                    } else {
+                        log.info("Full backup: previous revision uses \(m.chunkSize)-byte chunks")
+                    }
+                } catch {
+                    log.warning("Full backup: cannot use the previous revision's map: \(error)")
+                }
+            }
+        } else {
+            log.info("Full backup: no previous revision")
+        }
+
+        let snapName = CephRBDSource.snapshotName(ctx.revision.id)
+        try head.createSnapshot(snapName)
+        let snap = try RBDImage(io: io, name: image, snapshot: snapName, readOnly: true)
+        self.snap = snap
+        let size = try snap.size()
+        let cs = ChunkMap.defaultChunkSize
+
+        let started = Date()
+        let from = base.map { CephRBDSource.snapshotName($0.rev.id) }
+        log.info(base == nil ? "Performing full backup" : "Performing differential backup")
+        let extents = try snap.diff(from: from, length: size, wholeObject: true, includeParent: true)
+        let (readMask, zeroMask) = CephRBDSource.classify(extents, size: size, chunkSize: cs)
+
+        var map = ChunkMap(zeroImageOfSize: size, chunkSize: cs)
+        let n = map.chunks.count
+        var indices: [Int] = []
+        adopted = []
+        if let base {
+            let old = base.map
+            let keep = min(n, old.chunks.count)
+            for i in 0..<keep { map.chunks[i] = old.chunks[i] }
+            for i in 0..<n {
+                if readMask[i] {
+                    indices.append(i)
+                } else if zeroMask[i] {
+                    map.chunks[i] = .zero
+                } else if i < old.chunks.count {
+                    if old.length(of: i) != map.length(of: i) {
+                        // The partial last chunk changed size: its id changes.
+                        indices.append(i)
+                    } else {
+                        adopted.append(i)
+                    }
+                }
+                // Chunks beyond the old size the diff does not name are zero.
+            }
+            let sizeNote = old.imageSize == size ? "" : ", image size \(old.imageSize) → \(size) bytes"
+            log.info("Diff since \(from!): \(extents.count) extents; \(indices.count) of \(n) chunks to read, \(zeroMask.filter { $0 }.count) zeroed, \(adopted.count) unchanged\(sizeNote)")
+        } else {
+            for i in 0..<n where readMask[i] { indices.append(i) }
+            log.info("Allocated extents of \(snap.spec): \(extents.count); \(indices.count) of \(n) chunks to read, \(n - indices.count) not allocated")
+        }
+        // The adopted chunks are protected by the pinned parent map.
+        adoptedSet = Set(adopted)
+
+        try ctx.writer.process(indices: indices, map: &map) { i, buf in
+            try snap.read(at: UInt64(i) * UInt64(cs), into: buf)
+        }
+        let secs = Date().timeIntervalSince(started)
+        log.info("Integration finished.")
+        let bytes = indices.reduce(Int64(0)) { $0 + Int64(map.length(of: $1)) }
+        log.info("Read \(indices.count) chunks (\(ByteFormat.flexible(bytes))) from \(snap.spec) in \(String(format: "%.2f", secs)) s")
+        ctx.extraStats["backup_type"] = .string(base == nil ? "full" : "differential")
+        ctx.extraStats["chunks_adopted"] = .int(Int64(adopted.count))
+        return map
+    }
+
+    // MARK: verification
+
+    private enum Check {
+        case random(Int)
+        case guarded(Int)
+        var index: Int {
+            switch self { case .random(let i), .guarded(let i): return i }
+        }
+    }
+
+    public func verify(_ ctx: BackupContext, map: ChunkMap) throws {
+        let log = ctx.log
+        guard let snap else { throw BackyError(.other, "verify called before backup") }
+        let size = try snap.size()
+        if size != map.imageSize {
+            throw BackyError(.verification, "snapshot \(snap.spec) has \(size) bytes, the backup \(map.imageSize)")
+        }
+        log.info("Performing partial verification")
+        let n = map.chunks.count
+        var rng = SystemRandomNumberGenerator()
+        // Chunks the diff called unchanged, compared with the parent.
+        let guardSample = Array(adopted.shuffled(using: &rng).prefix(guardChunks))
+        // 1 % of all chunks, at least one, compared with the store.
+        let k = n == 0 ? 0 : max(1, n / 100)
+        let randomSample = k >= n ? Array(0..<n) : Array(Self.sample(k, of: n, using: &rng)).sorted()
+        let checks = guardSample.map { Check.guarded($0) } + randomSample.map { Check.random($0) }
+
+        struct Outcome {
+            var checkedRandom = 0
+            var checkedGuard = 0
+            var readBack = 0
+            var skipped = 0
+            var mismatches: [String] = []
+            var lies: [String] = []
+        }
+        let outcome = Locked(Outcome())
+        let deadline = Date().addingTimeInterval(verifyBudget)
+        let store = ctx.job.store
+        let adoptedSet = self.adoptedSet
+        let started = Date()
+        try Parallel.forEach(count: checks.count, threads: ctx.writer.threads,
+                             setup: { _ in CephVerifyBuffers(chunkSize: map.chunkSize) }) { w, c in
+            if Date() >= deadline {
+                outcome.with { $0.skipped += 1 }
+                return
+            }
+            let check = checks[c]
+            let i = check.index
+            let len = map.length(of: i)
+            let off = map.offset(of: i)
+            let buf = UnsafeMutableRawBufferPointer(rebasing: w.ws.data[0..<len])
+            let got = try snap.read(at: off, into: buf)
+            if got != len {
+                outcome.with { $0.mismatches.append("offset \(off): short read from \(snap.spec) (\(got) of \(len) bytes)") }
+                return
+            }
+            let expected = map.chunks[i]
+            switch check {
+            case .guarded:
+                let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
+                outcome.with { o in
+                    o.checkedGuard += 1
+                    if actual != expected {
+                        o.lies.append("offset \(off): the snapshot hashes to \(actual.hex), the parent has \(expected.hex)")
+                    }
+                }
+            case .random:
+                var problem: String?
+                var readBack = false
+                if expected.isZero {
+                    if !ChunkHash.isAllZero(UnsafeRawBufferPointer(buf)) {
+                        problem = "offset \(off): the snapshot has data, the backup a zero chunk"
+                    }
+                } else {
+                    // Read the stored chunk (decompress, check its hash) and
+                    // compare it with the snapshot's bytes.
+                    do {
+                        let m = try store.read(expected, into: w.second, workspace: w.ws, checkHash: true)
+                        readBack = true
+                        if m != len || memcmp(w.second.baseAddress!, buf.baseAddress!, len) != 0 {
+                            let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
+                            problem = "offset \(off): the snapshot hashes to \(actual.hex), the backup has \(expected.hex)"
+                        }
+                    } catch {
+                        problem = "offset \(off): stored chunk \(expected.hex) does not read back: \(error)"
+                    }
+                }
+                outcome.with { o in
+                    o.checkedRandom += 1
+                    if readBack { o.readBack += 1 }
+                    if let problem {
+                        // A chunk taken over from the parent that differs
+                        // from the snapshot: the diff missed a change.
+                        if adoptedSet.contains(i) {
+                            o.lies.append(problem)
+                        } else {
+                            o.mismatches.append(problem)
+                        }
+                    }
+                }
+            }
+        }
+        let o = outcome.get
+        let secs = Date().timeIntervalSince(started)
+        if o.skipped > 0 {
+            log.warning("Stopping verification after \(String(format: "%.0f", verifyBudget)) s (verify-budget): checked \(o.checkedRandom + o.checkedGuard) of \(checks.count) sampled chunks")
+        }
+        if !o.mismatches.isEmpty {
+            for line in o.mismatches.prefix(20) { log.error("Verification mismatch at \(line)") }
+            throw BackyError(.verification, "verification failed: \(o.mismatches.count) of \(o.checkedRandom) sampled chunks differ from snapshot \(snap.spec) (first: \(o.mismatches[0]))")
+        }
+        if !o.lies.isEmpty {
+            for line in o.lies.prefix(20) { log.error("Diff guard mismatch at \(line)") }
+            let why = "rbd diff called \(o.lies.count) changed chunk(s) unchanged (first at \(o.lies[0])); the next backup will read everything"
+            log.error("The Ceph diff since the previous snapshot missed changes - distrusting the new revision")
+            ctx.distrustReason = why
+            ctx.extraStats[CephRBDSource.diffMismatchKey] = .int(Int64(o.lies.count))
+        }
+        log.info("Partial verification: \(o.checkedRandom) random chunks compared with the store (\(o.readBack) read back), \(o.checkedGuard) unchanged chunks compared with the parent, \(String(format: "%.2f", secs)) s")
+        ctx.extraStats["ceph-verification"] = .string("partial")
+        ctx.extraStats["verified_chunks"] = .int(Int64(o.checkedRandom))
+        ctx.extraStats["verified_read_back"] = .int(Int64(o.readBack))
+        ctx.extraStats["diff_guard_chunks"] = .int(Int64(o.checkedGuard))
+    }
+
+    /// `k` distinct random numbers in 0..<n (k much smaller than n).
+    static func sample(_ k: Int, of n: Int, using rng: inout SystemRandomNumberGenerator) -> Set<Int> {
+        var s = Set<Int>(minimumCapacity: k)
+        while s.count < k { s.insert(Int.random(in: 0..<n, using: &rng)) }
+        return s
+    }
+
+    // MARK: clean-up
+
+    public func finish(_ ctx: BackupContext?, succeeded: Bool, keep: Revision?) {
+        let log = ctx?.log ?? Logger(label: "backy")
+        snap?.close()
+        snap = nil
+        defer { disconnect() }
+        // With full-always no snapshot is needed for the next run.
+        let keepName = fullAlways ? nil : keep.map { CephRBDSource.snapshotName($0.id) }
+        do {
+            let io = try connect()
+            let head = try RBDImage(io: io, name: image)
+            defer { head.close() }
+            for s in try head.snapshots() where s.name.hasPrefix(CephRBDSource.snapshotPrefix) && s.name != keepName {
+                log.info("Removing old snapshot \(s.name)")
+                do {
+                    try head.removeSnapshot(s.name)
+                } catch {
+                    log.warning("Could not remove snapshot \(spec)@\(s.name): \(error); the next backup tries again")
+                }
+            }
+        } catch {
+            log.warning("Snapshot clean-up of \(spec) failed: \(error); the next backup tries again")
+        }
+    }
+}
+
+/// Per-worker buffers of the Ceph verification: the snapshot's bytes go to
+/// `ws.data`, the stored chunk's to `second`.
+final class CephVerifyBuffers {
+    let ws = ChunkWorkspace()
+    let second: UnsafeMutableRawBufferPointer
+    init(chunkSize: Int) { second = .allocate(byteCount: chunkSize, alignment: 4096) }
+    deinit { second.deallocate() }
+}
