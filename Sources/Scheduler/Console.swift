@@ -331,6 +331,14 @@ final class ConsoleHandler: ChannelInboundHandler, @unchecked Sendable {
             if closing { break }
         }
         context.flush()
+        // A client that sends commands without reading the answers is not read
+        // from until it catches up (answers are not buffered without bound).
+        if !context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+        context.fireChannelWritabilityChanged()
     }
 
     private func handle(_ context: ChannelHandlerContext, _ text: String) {
