@@ -89,6 +89,8 @@ public final class ChunkCache: @unchecked Sendable {
     @discardableResult
     public func prefetch(_ image: ImageReader, _ i: Int) -> Bool {
         let key = ChunkCache.key(image, i)
+        // No read-ahead when chunk memory is at its limit.
+        if ChunkMemory.liveSlabs >= capacity + pool.count { return false }
         lock.lock()
         if entries[key] != nil {
             lock.unlock()
@@ -115,7 +117,10 @@ public final class ChunkCache: @unchecked Sendable {
 
     static func read(_ image: ImageReader, _ i: Int, _ ws: ChunkWorkspace, _ allocator: ByteBufferAllocator) throws -> ByteBuffer {
         let len = image.length(of: i)
-        var buf = allocator.buffer(capacity: len)
+        // Chunk-sized buffers come from ChunkMemory's recycled slabs.
+        var buf = image.chunkSize <= ChunkMemory.slabSize
+            ? ChunkMemory.allocator.buffer(capacity: ChunkMemory.slabSize)
+            : allocator.buffer(capacity: len)
         let n = try buf.writeWithUnsafeMutableBytes(minimumWritableBytes: len) { out in
             try image.read(i, into: out, workspace: ws)
         }
@@ -148,7 +153,10 @@ public final class ChunkCache: @unchecked Sendable {
         if case .ready? = entries[key] {} else { readyCount += 1 }
         clock += 1
         entries[key] = .ready(b, clock)
-        while readyCount > capacity {
+        // Chunk buffers still alive outside the cache (evicted ones a reply
+        // still sends, loads in progress) count against its capacity.
+        let outside = max(0, ChunkMemory.liveSlabs - readyCount - pool.count)
+        while readyCount > max(1, capacity - outside) {
             var oldest: (Key, UInt64)?
             for (k, e) in entries {
                 if case .ready(_, let t) = e, oldest == nil || t < oldest!.1 { oldest = (k, t) }

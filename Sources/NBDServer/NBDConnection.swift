@@ -106,7 +106,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         overlay = nil
         if wasRegistered {
             let secs = Date().timeIntervalSince(started)
-            log.info("NBD connection \(id) from \(peer) closed after \(String(format: "%.1f", secs)) s: \(requests) requests, \(ByteFormat.flexible(Int64(bytesRead))) read, \(ByteFormat.flexible(Int64(bytesWritten))) written to the overlay, \(failures) failed")
+            log.info("NBD connection \(id) from \(peer) closed after \(String(format: "%.1f", secs)) s: \(requests) requests, \(ByteFormat.flexible(Int64(bytesRead))) read, \(ByteFormat.flexible(Int64(bytesWritten))) written to the overlay, \(failures) failed; cache: \(core.cache.loads) loads, \(core.cache.hits) hits")
         }
         context.fireChannelInactive()
     }

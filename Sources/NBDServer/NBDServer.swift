@@ -35,6 +35,20 @@ public struct NBDServerConfig: Sendable {
     public var shutdownGrace = 10.0
 
     public init() {}
+
+    /// The defaults, with tuning overrides from the environment:
+    /// BACKY_NBD_WORKERS, BACKY_NBD_READAHEAD (chunks), BACKY_NBD_INFLIGHT_MIB,
+    /// BACKY_NBD_EVENT_LOOPS.
+    public static func fromEnvironment() -> NBDServerConfig {
+        var c = NBDServerConfig()
+        let env = ProcessInfo.processInfo.environment
+        func int(_ k: String) -> Int? { env[k].flatMap { Int($0) } }
+        if let v = int("BACKY_NBD_WORKERS"), v > 0 { c.workers = v }
+        if let v = int("BACKY_NBD_READAHEAD"), v >= 0 { c.readAhead = v }
+        if let v = int("BACKY_NBD_INFLIGHT_MIB"), v > 0 { c.maxInflightBytes = v << 20 }
+        if let v = int("BACKY_NBD_EVENT_LOOPS"), v > 0 { c.eventLoops = v }
+        return c
+    }
 }
 
 /// What every connection shares.
@@ -54,6 +68,7 @@ final class ServerCore: @unchecked Sendable {
         self.config = config
         self.log = log
         pool = WorkerPool(threads: config.workers)
+        ChunkMemory.setFreeListLimit(2)
         cache = ChunkCache(capacity: config.cacheChunks, pool: pool)
     }
 }

@@ -36,7 +36,7 @@ struct NBDServerCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            var cfg = NBDServerConfig()
+            var cfg = NBDServerConfig.fromEnvironment()
             cfg.host = host
             cfg.port = port
             cfg.writable = writable
