@@ -56,9 +56,13 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         return b
     }()
 
-    init(core: ServerCore, control: NBDDecoderControl) {
+    /// The channel's event loop (safe to read from any thread).
+    let eventLoop: EventLoop
+
+    init(core: ServerCore, control: NBDDecoderControl, eventLoop: EventLoop) {
         self.core = core
         self.control = control
+        self.eventLoop = eventLoop
         id = core.nextID.with { n -> Int in
             n += 1
             return n
@@ -89,6 +93,14 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             return
         }
         log.info("NBD connection \(id) from \(peer)")
+        // A client that does not finish its handshake in time is dropped,
+        // so idle connections cannot use up the connection limit.
+        context.eventLoop.scheduleTask(in: .seconds(Int64(core.config.handshakeTimeout))) { [self] in
+            if !closed && control.phase != .transmission {
+                log.warning("NBD connection \(id) from \(peer): no export chosen within \(core.config.handshakeTimeout) s; closing")
+                close()
+            }
+        }
         var b = context.channel.allocator.buffer(capacity: 18)
         NBDEncode.greeting(&b)
         context.writeAndFlush(wrapOutboundOut(b), promise: nil)
@@ -207,8 +219,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     /// Called on any thread when the server stops.
     func beginShutdown() {
-        guard let loop = context?.eventLoop else { return }
-        loop.execute { [self] in
+        eventLoop.execute { [self] in
             shuttingDown = true
             if control.phase != .transmission {
                 close()
@@ -220,8 +231,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func forceClose() {
-        guard let loop = context?.eventLoop else { return }
-        loop.execute { [self] in close() }
+        eventLoop.execute { [self] in close() }
     }
 
     private func finishIfIdle() {

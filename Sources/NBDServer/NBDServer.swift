@@ -31,6 +31,8 @@ public struct NBDServerConfig: Sendable {
     /// the server stops reading its requests.
     public var maxInflightBytes = 32 * 1024 * 1024
     public var maxConnections = 64
+    /// Seconds a client may take to choose an export.
+    public var handshakeTimeout = 60
     /// Seconds to let in-flight requests finish when stopping.
     public var shutdownGrace = 10.0
 
@@ -101,7 +103,7 @@ public final class NBDServer: @unchecked Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let control = NBDDecoderControl()
-                    let conn = NBDConnection(core: core, control: control)
+                    let conn = NBDConnection(core: core, control: control, eventLoop: channel.eventLoop)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ByteToMessageHandler(NBDDecoder(control: control),
                                                              maximumBufferSize: NBDLimits.maxRequest + (1 << 20)))
@@ -167,8 +169,8 @@ public final class NBDServer: @unchecked Sendable {
         while !core.connections.with({ $0.isEmpty }) && Date() < deadline.addingTimeInterval(2) {
             usleep(20_000)
         }
-        try? group.syncShutdownGracefully()
         core.pool.shutdown()
+        try? group.syncShutdownGracefully()
         core.log.info("NBD server stopped")
         finished.signal()
     }

@@ -281,6 +281,26 @@ final class NBDProtocolTests: XCTestCase {
         XCTAssertEqual(c3.read(0, Int(imgA.imageSize))?.data, imgA.bytes)
     }
 
+    func testIdleHandshakeTimesOutAndConnectionLimitHolds() throws {
+        let (s, port) = try server {
+            $0.handshakeTimeout = 1
+            $0.maxConnections = 2
+        }
+        let idle = try XCTUnwrap(RawClient(port: port))
+        XCTAssertNotNil(idle.greet())
+        let busy = try XCTUnwrap(RawClient(port: port))
+        XCTAssertNotNil(busy.go("a"))
+        // A third connection is refused while two are open.
+        let third = try XCTUnwrap(RawClient(port: port))
+        XCTAssertTrue(third.drain().eof)
+        // The idle one is dropped after the timeout; the serving one stays.
+        let t0 = Date()
+        XCTAssertTrue(idle.drain().eof)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 4)
+        XCTAssertEqual(busy.read(0, 512)?.data, Array(imgA.bytes[0..<512]))
+        XCTAssertEqual(s.connectionCount, 1)
+    }
+
     func testStopClosesConnectionsAndReleasesExports() throws {
         let (s, port) = try server()
         var clients: [RawClient] = []
