@@ -131,25 +131,38 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
 
     public func open(_ name: String) throws -> OpenExport {
         let r = try resolve(name)
-        let session = try PinSession(jobPath: job.path)
+        let session: PinSession?
         do {
-            do {
-                try Gate(jobPath: job.path).shared {
-                    try session.pinMap(revision: r.id, mapPath: job.mapPath(r.id))
+            session = try PinSession(jobPath: job.path)
+        } catch {
+            // A job on read-only media (an offline copy) cannot be purged
+            // either: serve it without pins.
+            guard access(job.path, W_OK) != 0 else { throw error }
+            log.warning("\(job.path) is not writable: serving revision \(r.id) without pinning it for purge")
+            session = nil
+        }
+        do {
+            var mapPath = job.mapPath(r.id)
+            if let session {
+                do {
+                    try Gate(jobPath: job.path).shared {
+                        try session.pinMap(revision: r.id, mapPath: job.mapPath(r.id))
+                    }
+                } catch let e as BackyError where e.kind == .notFound {
+                    throw ExportNotFound("revision \(r.id) was removed")
                 }
-            } catch let e as BackyError where e.kind == .notFound {
-                throw ExportNotFound("revision \(r.id) was removed")
+                // Read the pinned link: it stays even if the revision goes.
+                let link = session.directory + "/" + session.id + "." + r.id + ".map"
+                if Posix.exists(link) { mapPath = link }
             }
-            // Read the pinned link: it stays even if the revision goes.
-            let link = session.directory + "/" + session.id + "." + r.id + ".map"
-            let image = try acquire(r.id, mapPath: Posix.exists(link) ? link : job.mapPath(r.id))
+            let image = try acquire(r.id, mapPath: mapPath)
             let info = ExportInfo(name: r.id, description: Self.describe(r), size: image.imageSize)
             return OpenExport(info: info, image: image) { [self] in
                 release(r.id)
-                session.close()
+                session?.close()
             }
         } catch {
-            session.close()
+            session?.close()
             throw error
         }
     }
