@@ -153,9 +153,10 @@ public final class ChunkCache: @unchecked Sendable {
         if case .ready? = entries[key] {} else { readyCount += 1 }
         clock += 1
         entries[key] = .ready(b, clock)
-        // Chunk buffers still alive outside the cache (evicted ones a reply
-        // still sends, loads in progress) count against its capacity.
-        let outside = max(0, ChunkMemory.liveSlabs - readyCount - pool.count)
+        // Chunk memory outside the cache (evicted chunks a reply still
+        // sends, loads in progress, slabs kept for reuse) counts against its
+        // capacity: all chunk memory together stays within it.
+        let outside = max(0, ChunkMemory.mappedSlabs - readyCount)
         while readyCount > max(1, capacity - outside) {
             var oldest: (Key, UInt64)?
             for (k, e) in entries {

@@ -51,8 +51,8 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     /// A shared buffer of zeros for replies that must carry zero bytes.
     static let zeros: ByteBuffer = {
-        var b = ByteBufferAllocator().buffer(capacity: 1 << 20)
-        b.writeRepeatingByte(0, count: 1 << 20)
+        var b = ByteBufferAllocator().buffer(capacity: 256 << 10)
+        b.writeRepeatingByte(0, count: 256 << 10)
         return b
     }()
 
