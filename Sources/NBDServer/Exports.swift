@@ -67,7 +67,7 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
     public let job: Job
     let log: Logger
     /// Maps loaded once and shared by the connections that read them.
-    private let images = Locked<[String: (image: NativeImage, users: Int)]>([:])
+    private let images = Locked<[String: (image: ImageReader, users: Int)]>([:])
 
     public init(job: Job, log: Logger) {
         self.job = job
@@ -95,19 +95,32 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
     }
 
     private func servable(_ all: [Revision]) -> [Revision] {
-        all.filter { $0.isComplete && $0.backend == .native }
+        all.filter { r in
+            guard r.isComplete else { return false }
+            switch r.backend {
+            case .native, .legacyChunked, .cowfile: return true
+            case .unknown: return false
+            }
+        }
+    }
+
+    /// The image size of a revision: from the map header for native ones,
+    /// from backy 2.4's map or raw image otherwise.
+    func imageSize(_ r: Revision) throws -> UInt64 {
+        if r.backend == .native { return try Self.mapImageSize(job.mapPath(r.id)) }
+        do { return try job.openImage(r).imageSize } catch { throw ExportNotFound("revision \(r.id): \(error)") }
     }
 
     public func list() throws -> [ExportInfo] {
         var out: [ExportInfo] = []
         for r in servable(try job.scan()) {
-            guard let size = try? Self.mapImageSize(job.mapPath(r.id)) else { continue }
+            guard let size = try? imageSize(r) else { continue }
             out.append(ExportInfo(name: r.id, description: Self.describe(r), size: size))
         }
         return out
     }
 
-    /// Resolves a client's export name to a complete native revision.
+    /// Resolves a client's export name to a complete revision.
     func resolve(_ name: String) throws -> Revision {
         let all = try job.scan()
         let spec = name.isEmpty ? "latest" : name
@@ -118,15 +131,15 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
             throw ExportNotFound(e.message)
         }
         guard r.isComplete else { throw ExportNotFound("revision \(r.id) is incomplete (its backup did not finish)") }
-        guard r.backend == .native else {
-            throw ExportNotFound("revision \(r.id) was written by backy 2.4 (\(r.backend.name)) and cannot be served")
+        guard servable([r]).count == 1 else {
+            throw ExportNotFound("revision \(r.id) has an unknown backend type '\(r.backend.name)' and cannot be served")
         }
         return r
     }
 
     public func describe(_ name: String) throws -> ExportInfo {
         let r = try resolve(name)
-        return ExportInfo(name: r.id, description: Self.describe(r), size: try Self.mapImageSize(job.mapPath(r.id)))
+        return ExportInfo(name: r.id, description: Self.describe(r), size: try imageSize(r))
     }
 
     public func open(_ name: String) throws -> OpenExport {
@@ -142,11 +155,11 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
             session = nil
         }
         do {
-            var mapPath = job.mapPath(r.id)
-            if let session {
+            var mapPath = job.pinnableMapPath(r) ?? job.legacyImagePath(r.id)
+            if let session, let pinnable = job.pinnableMapPath(r) {
                 do {
                     try Gate(jobPath: job.path).shared {
-                        try session.pinMap(revision: r.id, mapPath: job.mapPath(r.id))
+                        try session.pinMap(revision: r.id, mapPath: pinnable)
                     }
                 } catch let e as BackyError where e.kind == .notFound {
                     throw ExportNotFound("revision \(r.id) was removed")
@@ -155,7 +168,7 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
                 let link = session.directory + "/" + session.id + "." + r.id + ".map"
                 if Posix.exists(link) { mapPath = link }
             }
-            let image = try acquire(r.id, mapPath: mapPath)
+            let image = try acquire(r, mapPath: mapPath)
             let info = ExportInfo(name: r.id, description: Self.describe(r), size: image.imageSize)
             return OpenExport(info: info, image: image) { [self] in
                 release(r.id)
@@ -167,8 +180,9 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
         }
     }
 
-    private func acquire(_ id: String, mapPath: String) throws -> NativeImage {
-        if let img = images.with({ m -> NativeImage? in
+    private func acquire(_ r: Revision, mapPath: String) throws -> ImageReader {
+        let id = r.id
+        if let img = images.with({ m -> ImageReader? in
             guard var e = m[id] else { return nil }
             e.users += 1
             m[id] = e
@@ -176,7 +190,13 @@ public final class JobExports: ExportProvider, @unchecked Sendable {
         }) {
             return img
         }
-        let img = NativeImage(map: try ChunkMap.read(path: mapPath), store: job.store)
+        let img: ImageReader
+        switch r.backend {
+        case .native: img = NativeImage(map: try ChunkMap.read(path: mapPath), store: job.store)
+        case .legacyChunked: img = LegacyImage(map: try LegacyMap.read(path: mapPath), store: job.store)
+        case .cowfile: img = try CowfileImage(path: mapPath)
+        case .unknown(let s): throw ExportNotFound("revision \(id) has an unknown backend type '\(s)'")
+        }
         return images.with { m in
             if var e = m[id] {
                 e.users += 1

@@ -167,6 +167,26 @@ final class LegacyTests: XCTestCase {
         checkEveryRevision(job, "job-chunked", "after purge beside a new revision")
     }
 
+    func testNBDServesLegacyRevisions() throws {
+        let job = copyJob("job-chunked")
+        let server = try NBDServerProcess(job: job, test: self)
+        let list = E2E.run("/usr/bin/nbdinfo", ["--list", server.url])
+        XCTAssertEqual(list.code, 0, list.stderr + server.log)
+        for row in LegacyTests.manifest where row.job == "job-chunked" {
+            XCTAssertTrue(list.out.contains(row.rev), "\(row.rev) listed")
+            let out = (job as NSString).deletingLastPathComponent + "/\(row.rev).raw"
+            let c = E2E.run("/usr/bin/nbdcopy", [server.url + "/" + row.rev, out])
+            XCTAssertEqual(c.code, 0, c.stderr + server.log)
+            XCTAssertEqual(E2E.sha256(file: out), row.sha, "nbdcopy of \(row.rev)")
+        }
+        let cow = copyJob("job-cowfile")
+        let server2 = try NBDServerProcess(job: cow, test: self)
+        let row = LegacyTests.manifest.first { $0.job == "job-cowfile" }!
+        let out = (cow as NSString).deletingLastPathComponent + "/cow.raw"
+        XCTAssertEqual(E2E.run("/usr/bin/nbdcopy", [server2.url + "/" + row.rev, out]).code, 0, server2.log)
+        XCTAssertEqual(E2E.sha256(file: out), row.sha)
+    }
+
     func testJobConfigIn25Shape() throws {
         let d = E2E.tempDir(self)
         let img = d + "/img", job = d + "/job"
