@@ -194,6 +194,23 @@ final class CephTests: XCTestCase {
         XCTAssertEqual(E2E.sha256(file: ref), E2E.sha256(file: d + "/r3"))
     }
 
+    func testManyReadersOutOfOrderWithSmallReadAhead() throws {
+        // Workers finish chunks out of order; the read-ahead window must
+        // still hand each one its own bytes (and never stall).
+        let d = E2E.tempDir(self, "ceph")
+        let mib = CephTests.mib
+        let img = makeImage(64 * mib + 4096)
+        rbdOps(img, "write:0:\(64 * mib + 4096):30")
+        let job = initJob(d, image: img)
+        var all: [Backup] = []
+        for (threads, window) in [("7", "2"), ("3", "1"), ("1", "5")] {
+            rbdOps(img, "write:\(UInt64(all.count) * 9 * mib):\(mib):\(31 + all.count)")
+            all.append(backup(job, img, env: ["BACKY_THREADS": threads, "BACKY_RBD_READAHEAD": window]))
+        }
+        XCTAssertEqual(stat(all[0], "chunks_read"), 17)
+        assertRestoresBitExact(job, img, all, dir: d)
+    }
+
     func testDiscardsBecomeZeroChunks() throws {
         let d = E2E.tempDir(self, "ceph")
         let mib = CephTests.mib
