@@ -47,6 +47,7 @@ public protocol BackupSource: AnyObject {
     /// Called once at the end, after success or failure (snapshot clean-up).
     /// `keep` is the revision whose source state must stay available.
     func finish(_ ctx: BackupContext?, succeeded: Bool, keep: Revision?)
+    var usesParentMap: Bool { get }  // a requirement, so the Ceph source's `true` is seen
 }
 
 public extension BackupSource {

@@ -480,6 +480,28 @@ final class CephTests: XCTestCase {
         assertRestoresBitExact(job4, img, [b4], dir: d)
     }
 
+    func testContinuesABackyTwoFourChainDifferentially() throws {
+        // A job backy 2.4.3 wrote (Fixtures/legacy/job-chunked), now of a
+        // Ceph image whose snapshot backy-<its last revision> holds that
+        // revision's data, as after years of 2.4 runs.
+        let d = E2E.tempDir(self, "ceph")
+        let job = d + "/job"
+        XCTAssertEqual(E2E.run("/bin/cp", ["-a", CephTests.repo + "/Fixtures/legacy/job-chunked", job]).code, 0)
+        let last = "aK73vQoKWC5oQU2et94jTk"
+        XCTAssertEqual(E2E.backy(["-b", job, "restore", "-r", last, d + "/legacy.img"], env: CephTests.env).code, 0)
+        let img = "legacy-\(UUID().uuidString.prefix(8).lowercased())"
+        rbd("import", "--no-progress", d + "/legacy.img", "rbd/" + img)
+        addTeardownBlock { _ = E2E.run("/usr/bin/python3", [CephTests.helper, img, "remove"], env: CephTests.env) }
+        rbdOps(img, "snap:backy-" + last)
+        chmod(job + "/config", 0o640)
+        try "{image: \(img), pool: rbd, type: ceph-rbd}\n".write(toFile: job + "/config", atomically: true, encoding: .utf8)
+        rbdOps(img, "write:\(4 * CephTests.mib + 10):5000:40")
+        let b = backup(job, img, expect: ["Upgrading revision \(last)", "Performing differential backup"])
+        XCTAssertEqual(stat(b, "chunks_read"), 1)
+        XCTAssertEqual(backySnapshots(img), ["backy-" + b.id])
+        assertRestoresBitExact(job, img, [b], dir: d)
+    }
+
     // MARK: python3-rbd helper
 
     static let helperSource = #"""
