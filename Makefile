@@ -35,6 +35,7 @@ torture: build
 
 bench: release
 	bench/backup-restore
+	bench/ceph
 
 clean:
 	rm -rf .build demo-work bench/work
