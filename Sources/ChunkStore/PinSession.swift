@@ -125,9 +125,18 @@ extension PinSession {
         var dead = Set<String>()
         if Posix.isDirectory(dir) {
             let names = try Posix.listDirectory(dir)
+            let now = Date().timeIntervalSince1970
             for name in names where name.hasSuffix(".pin") || name.hasSuffix(".new") {
                 let sid = String(name.prefix { $0 != "." })
                 let p = dir + "/" + name
+                // A `.new` file is locked right after it is created; only an
+                // old one can belong to a session that died in between.
+                if name.hasSuffix(".new") {
+                    guard let st = Posix.status(p), now - Double(st.st_mtim.tv_sec) > 60 else {
+                        live.insert(sid)
+                        continue
+                    }
+                }
                 let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
                 if fd < 0 { continue }
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 {

@@ -134,7 +134,11 @@ public final class Verifier {
         var index = VerifiedIndex.load(job)
         index.record(okNative.get, at: Date())
         try index.save(job)
-        if result.bad.isEmpty {
+        if result.bad.isEmpty, let why = rev.stats["distrust_reason"]?.string {
+            // Distrusted because its source lied (a Ceph diff that missed a
+            // change): intact chunks do not make it match the source.
+            log.warning("No problems found in the chunks of \(rev.id), but it stays distrusted: \(why)")
+        } else if result.bad.isEmpty {
             try job.updateRevisions([rev.id]) { $0.trust = .verified }
             log.info("No problems found - marking as verified. (\(indices.count) chunks, \(ByteFormat.flexible(bytes.get)) checked, \(skip.count) covered by verified revisions)")
         } else {

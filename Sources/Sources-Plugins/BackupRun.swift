@@ -99,6 +99,7 @@ public enum BackupRun {
             rev.stats["duration"] = .double((duration * 1e6).rounded() / 1e6)
             if let why = ctx.distrustReason {
                 rev.trust = .distrusted
+                rev.stats["distrust_reason"] = .string(why)
                 log.warning("Marking revision \(rev.id) distrusted: \(why)")
             }
             try job.save(rev)
@@ -124,7 +125,7 @@ public enum BackupRun {
     /// verifies the newest distrusted one, so distrust resolves itself.
     static func verifyNewestDistrusted(job: Job, log: Logger) {
         guard let history = try? job.history(),
-              let target = history.last(where: { $0.trust == .distrusted }) else { return }
+              let target = history.last(where: { $0.trust == .distrusted && $0.stats["distrust_reason"] == nil }) else { return }
         log.info("Found inconsistent revision(s). Performing single verification.")
         let lock = job.lock(".purge")
         guard (try? lock.tryLock(.exclusive)) == true else {
