@@ -50,6 +50,16 @@ public final class ChunkStore: @unchecked Sendable {
         return access(path(id), F_OK) == 0
     }
 
+    /// A chunk file written to its temp name, not yet fsynced and renamed.
+    public struct PendingChunk: Sendable {
+        public let id: ChunkID
+        public let fd: Int32
+        public let tmp: String
+        public let final: String
+        /// Size of the chunk file.
+        public let size: Int
+    }
+
     /// Encodes and writes one chunk. `data` holds the uncompressed bytes whose
     /// SHA-256 is `id`. The file is fsynced before it is renamed into place;
     /// the caller fsyncs the subdirectory (see `syncDirectories`).
@@ -58,6 +68,14 @@ public final class ChunkStore: @unchecked Sendable {
     /// Returns the size of the chunk file.
     @discardableResult
     public func write(_ id: ChunkID, data: UnsafeRawBufferPointer, workspace ws: ChunkWorkspace, tag: String) throws -> Int {
+        let p = try writeUnsynced(id, data: data, workspace: ws, tag: tag)
+        try commit(p)
+        return p.size
+    }
+
+    /// First half of `write`: encodes the chunk into its temp file. The
+    /// returned file must be passed to `commit` or `abandon`.
+    public func writeUnsynced(_ id: ChunkID, data: UnsafeRawBufferPointer, workspace ws: ChunkWorkspace, tag: String) throws -> PendingChunk {
         precondition(!id.isZero, "zero chunks have no file")
         let n = data.count
         // Compress; keep the result only where it saves at least 1/32.
@@ -88,21 +106,40 @@ public final class ChunkStore: @unchecked Sendable {
                 try Posix.pwriteFull(fd, ws.file.baseAddress!, ChunkHeader.size, 0, path: tmp)
                 try Posix.pwriteFull(fd, data.baseAddress!, n, Int64(ChunkHeader.size), path: tmp)
             }
-            try Posix.fsync(fd, path: tmp)
-            close(fd)
-            fd = -1
-            if Glibc.rename(tmp, final) != 0 {
-                guard errno == ENOENT else { throw BackyError.posix("cannot rename \(tmp) to \(final)") }
-                // The subdirectory is missing (a store made by hand): create it.
-                try Posix.mkdirIfMissing(directory(prefix: id.prefix))
-                try Posix.rename(tmp, final)
-            }
         } catch {
-            if fd >= 0 { close(fd) }
+            close(fd)
             Glibc.unlink(tmp)
             throw error
         }
-        return ChunkHeader.size + payloadLength
+        return PendingChunk(id: id, fd: fd, tmp: tmp, final: final, size: ChunkHeader.size + payloadLength)
+    }
+
+    /// Second half of `write`: fsync, close, rename into place.
+    public func commit(_ p: PendingChunk) throws {
+        do {
+            try Posix.fsync(p.fd, path: p.tmp)
+        } catch {
+            abandon(p)
+            throw error
+        }
+        close(p.fd)
+        if Glibc.rename(p.tmp, p.final) != 0 {
+            do {
+                guard errno == ENOENT else { throw BackyError.posix("cannot rename \(p.tmp) to \(p.final)") }
+                // The subdirectory is missing (a store made by hand): create it.
+                try Posix.mkdirIfMissing(directory(prefix: p.id.prefix))
+                try Posix.rename(p.tmp, p.final)
+            } catch {
+                Glibc.unlink(p.tmp)
+                throw error
+            }
+        }
+    }
+
+    /// Drops a pending chunk file.
+    public func abandon(_ p: PendingChunk) {
+        close(p.fd)
+        Glibc.unlink(p.tmp)
     }
 
     /// Reads chunk `id` into `ws.data`, decompresses it and checks its hash.

@@ -69,6 +69,8 @@ public final class ChunkWriter: @unchecked Sendable {
         let m = map
         let store = job.store
         let jobPath = job.path
+        let committer = Committer(store: store)
+        defer { committer.stop() }
         try Parallel.forEach(count: indices.count, threads: threads,
                              setup: { _ in (ChunkWorkspace(), Gate(jobPath: jobPath)) }) { w, k in
             let (ws, gate) = w
@@ -103,14 +105,18 @@ public final class ChunkWriter: @unchecked Sendable {
                 self.state.with { $0.stats.chunksReused += 1 }
                 return
             }
-            let size = try store.write(id, data: UnsafeRawBufferPointer(buf), workspace: ws, tag: self.session.id)
+            // Encode and write here; fsync and rename on a committer thread,
+            // so this worker goes on hashing while the disk flushes.
+            let pending = try store.writeUnsynced(id, data: UnsafeRawBufferPointer(buf), workspace: ws, tag: self.session.id)
+            try committer.submit(pending)
             self.state.with { s in
                 s.stats.chunksWritten += 1
-                s.stats.bytesStored += Int64(size)
+                s.stats.bytesStored += Int64(pending.size)
                 s.written[id] = i
                 s.prefixes.insert(UInt8(id.w0 >> 56))
             }
         }
+        try committer.finish()
         map.chunks = Array(ids)
         fastHashes = Array(fast)
     }
@@ -125,5 +131,98 @@ public final class ChunkWriter: @unchecked Sendable {
     /// Makes the renames of this run's chunk files durable.
     public func makeDurable() throws {
         try job.store.syncDirectories(state.get.prefixes)
+    }
+}
+
+/// Threads that fsync and rename chunk files written by the workers. At most
+/// `limit` files wait; a failure is reported by the next `submit` or by
+/// `finish`.
+final class Committer: @unchecked Sendable {
+    let store: ChunkStore
+    private let cond = NSCondition()
+    private var queue: [ChunkStore.PendingChunk] = []
+    private var busy = 0
+    private var failure: Error?
+    private var stopping = false
+    private var threads: [pthread_t] = []
+    private let limit: Int
+
+    init(store: ChunkStore, threads n: Int = 2, limit: Int = 16) {
+        self.store = store
+        self.limit = limit
+        for _ in 0..<n {
+            var t = pthread_t()
+            let box = Unmanaged.passRetained(self)
+            if pthread_create(&t, nil, { arg in
+                let c = Unmanaged<Committer>.fromOpaque(arg!).takeRetainedValue()
+                c.loop()
+                return nil
+            }, box.toOpaque()) == 0 {
+                threads.append(t)
+            } else {
+                box.release()
+            }
+        }
+    }
+
+    private func loop() {
+        while true {
+            cond.lock()
+            while queue.isEmpty && !stopping { cond.wait() }
+            if queue.isEmpty && stopping { cond.unlock(); return }
+            let p = queue.removeFirst()
+            busy += 1
+            let failed = failure != nil
+            cond.unlock()
+            var err: Error?
+            if failed {
+                store.abandon(p)
+            } else {
+                do { try store.commit(p) } catch { err = error }
+            }
+            cond.lock()
+            busy -= 1
+            if let err, failure == nil { failure = err }
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    func submit(_ p: ChunkStore.PendingChunk) throws {
+        cond.lock()
+        defer { cond.unlock() }
+        if threads.isEmpty {
+            cond.unlock()
+            defer { cond.lock() }
+            try store.commit(p)
+            return
+        }
+        while queue.count >= limit && failure == nil { cond.wait() }
+        if let f = failure {
+            store.abandon(p)
+            throw f
+        }
+        queue.append(p)
+        cond.broadcast()
+    }
+
+    /// Waits until every submitted file is committed; rethrows a failure.
+    func finish() throws {
+        cond.lock()
+        while !queue.isEmpty || busy > 0 { cond.wait() }
+        let f = failure
+        cond.unlock()
+        if let f { throw f }
+    }
+
+    /// Stops the threads (after abandoning anything left after a failure).
+    func stop() {
+        cond.lock()
+        stopping = true
+        if failure == nil && !queue.isEmpty { failure = BackyError(.other, "stopped") }
+        cond.broadcast()
+        cond.unlock()
+        for t in threads { pthread_join(t, nil) }
+        threads = []
     }
 }

@@ -159,6 +159,7 @@ public final class Restorer {
             switch s {
             case .data(let n):
                 try out.write(UnsafeRawBufferPointer(rebasing: buffers[i % window][0..<n]), at: off)
+                out.startWriteback(at: off, length: n)
             case .zero:
                 try out.writeZeros(len, at: off)
             case .damaged(let n, let why):
@@ -270,6 +271,12 @@ final class OutputFile {
         } else {
             try Posix.pwriteFull(fd, b.baseAddress!, b.count, Int64(off), path: name)
         }
+    }
+
+    /// Starts writing back what was just written (without waiting), so the
+    /// final fsync has little left and the page cache does not fill up.
+    func startWriteback(at off: UInt64, length n: Int) {
+        if !isStream { _ = posix_fadvise(fd, off_t(off), off_t(n), POSIX_FADV_DONTNEED) }
     }
 
     func writeZeros(_ n: Int, at off: UInt64) throws {
