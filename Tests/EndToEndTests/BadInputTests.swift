@@ -125,5 +125,17 @@ final class BadInputTests: XCTestCase {
         let out = d + "/out"
         XCTAssertEqual(E2E.backy(["-b", job, "restore", out]).code, 0)
         XCTAssertEqual(E2E.sha256(file: out), goodHash)
+        // With the old content back (no new space needed) the next backup
+        // works, and a purge frees what the failed one left.
+        E2E.write(img, E2E.randomBytes(12 * 1024 * 1024, seed: 9), at: 0)
+        let again = E2E.backy(["-b", job, "backup", "daily"])
+        XCTAssertEqual(again.code, 0, again.stderr)
+        XCTAssertEqual(E2E.backy(["-b", job, "purge"]).code, 0)
+        let revs = E2E.revisionIDs(job)
+        XCTAssertEqual(revs.count, 2)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job + "/chunks/.tmp"), [], "no junk")
+        XCTAssertEqual(E2E.files(in: job + "/chunks", suffix: ".chunk").filter { !$0.contains("/.tmp/") }.count, 3,
+                       "only the chunks of the image remain")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job).filter { $0.contains(".tmp-") }, [])
     }
 }

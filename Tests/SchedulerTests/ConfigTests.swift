@@ -58,6 +58,52 @@ final class SchedulerConfigTests: XCTestCase {
         XCTAssertEqual(c.jobs[0].spread, 159_773)
     }
 
+    /// The example of backy 2.4's documentation (reference §3.1), as operators
+    /// have it in /etc/backy.conf: loads unchanged, flyingcircus included.
+    func testBackyTwoFourConfigLoadsUnchanged() throws {
+        let c = try parse("""
+            global:
+                base-dir: /srv/backy
+                worker-limit: 3
+                status-interval: 30
+                telnet-addrs: "::1, 127.0.0.1"
+                telnet-port: 6023
+            schedules:
+                default:
+                    daily:   {interval: 1d, keep: 7}
+                    weekly:  {interval: 1w, keep: 4}
+                    monthly: {interval: 30d, keep: 3}
+                frequent:
+                    hourly:  {interval: 1h, keep: 24}
+                    daily:   {interval: 1d, keep: 7}
+                    weekly:  {interval: 1w, keep: 12}
+            jobs:
+                test01:
+                    schedule: default
+                    source: {type: file, filename: /path/to/vm/image}
+                test02:
+                    schedule: default
+                    source: {type: ceph-rbd, pool: rbd, image: test02}
+                test03:
+                    schedule: frequent
+                    source:
+                        type: flyingcircus
+                        pool: test
+                        image: test03.root
+                        vm: test03
+                        consul_acl_token: a211c244-846b-11e5-999b-081196cf15b4
+
+            """)
+        XCTAssertEqual(c.workerLimit, 3)
+        XCTAssertEqual(c.jobs.map(\.name).sorted(), ["test01", "test02", "test03"])
+        let fc = c.jobs.first { $0.name == "test03" }!
+        XCTAssertEqual(fc.source["type"], .string("flyingcircus"))
+        XCTAssertEqual(fc.source["vm"], .string("test03"))
+        XCTAssertEqual(fc.schedule.interval(of: "hourly"), 3600)
+        // test01 keeps its time of day: the spread of §7.2 with L = 30 d.
+        XCTAssertEqual(c.jobs.first { $0.name == "test01" }!.spread, 639_092)
+    }
+
     func testGlobalSectionAndRelativePaths() throws {
         let c = try parse("""
             global:
