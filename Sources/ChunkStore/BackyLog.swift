@@ -72,12 +72,10 @@ public struct BackyLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
     private let sink: LogSink
-    private let stderrSink: LogSink?
 
-    public init(sink: LogSink, level: Logger.Level, stderrSink: LogSink? = nil) {
+    public init(sink: LogSink, level: Logger.Level) {
         self.sink = sink
         self.logLevel = level
-        self.stderrSink = stderrSink
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -94,12 +92,14 @@ public struct BackyLogHandler: LogHandler {
         if !all.isEmpty {
             text += " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
+        let line = "\(Timestamp.formatSeconds(Date())) [\(getpid())] \(BackyLogHandler.levelName(level)) \(text)"
         if sink.isFile {
-            let ts = Timestamp.formatSeconds(Date())
-            sink.write("\(ts) [\(getpid())] \(BackyLogHandler.levelName(level)) \(text)")
-            if let e = stderrSink, level >= .warning { e.write(text) }
+            sink.write(line)
         } else {
-            sink.write(level >= .warning ? "\(BackyLogHandler.levelName(level)): \(text)" : text)
+            if !BackyLog.fileOnlyMode.get {
+                sink.write(level >= .warning ? "\(BackyLogHandler.levelName(level)): \(text)" : text)
+            }
+            BackyLog.jobLog.get?.write(line)
         }
     }
 
@@ -117,16 +117,39 @@ public struct BackyLogHandler: LogHandler {
 }
 
 public enum BackyLog {
+    /// The job's own log (`<job>/backy.log`), written in addition to stderr
+    /// when no `-l` was given.
+    static let jobLog = Locked<LogSink?>(nil)
+
     /// Installs the handler for the process. Call once, first thing.
     public static func bootstrap(logFile: String?, verbose: Bool, quiet: Bool = false) throws {
         let level: Logger.Level = verbose ? .debug : (quiet ? .warning : .info)
         let sink: LogSink
-        let errSink: LogSink? = nil
         if let logFile {
             sink = try LogSink(path: logFile)
         } else {
             sink = LogSink()
         }
-        LoggingSystem.bootstrap { _ in BackyLogHandler(sink: sink, level: level, stderrSink: errSink) }
+        LoggingSystem.bootstrap { _ in BackyLogHandler(sink: sink, level: level) }
+    }
+
+    /// Also logs to `path` from now on (stderr stays). Returns false if the
+    /// file cannot be opened (a job on read-only media): then nothing changes.
+    @discardableResult
+    public static func attachJobLog(_ path: String) -> Bool {
+        guard let s = try? LogSink(path: path) else { return false }
+        jobLog.with { $0 = s }
+        return true
+    }
+
+    public static var hasJobLog: Bool { jobLog.get != nil }
+
+    static let fileOnlyMode = Locked(false)
+
+    /// Runs `body` with stderr muted, so its log lines reach only log files.
+    public static func fileOnly(_ body: () -> Void) {
+        fileOnlyMode.with { $0 = true }
+        body()
+        fileOnlyMode.with { $0 = false }
     }
 }

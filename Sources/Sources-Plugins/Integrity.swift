@@ -64,4 +64,26 @@ public enum Integrity {
             return rev.id
         }
     }
+
+    /// Runs `body` holding `.purge` exclusively (backy 2.4's lock of purge
+    /// and verify); nil, without running it, if another process holds it.
+    public static func exclusively<T>(_ job: Job, _ body: () throws -> T) throws -> T? {
+        let lock = job.lock(".purge")
+        guard try lock.tryLock(.exclusive) else { return nil }
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// `upgrade`: converts backy 2.x revisions, holding `.backup` (fails if
+    /// a backup runs). `say` gets backy 2.4's progress lines.
+    public static func upgrade(job: Job, log: Logger, say: @escaping (String) -> Void) throws {
+        let lock = job.lock(".backup")
+        guard try lock.tryLock(.exclusive) else {
+            throw BackyError(.locked, "a backup of \(job.path) is running (\(lock.path) is locked); try again later")
+        }
+        defer { lock.unlock() }
+        let up = Upgrader(job: job, log: log)
+        up.say = say
+        try up.run()
+    }
 }

@@ -84,7 +84,7 @@ struct FindCommand: ParsableCommand {
 
     func run() throws {
         try Operation.run(global, quiet: true) { log in
-            let job = try Operation.openJob(global, log: log)
+            let job = try Operation.openJob(global, log: log, jobLog: false)
             let rev = try job.find(revision)
             print(rev.backend == .native ? job.mapPath(rev.id) : job.legacyImagePath(rev.id))
             return 0
@@ -101,7 +101,7 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         try Operation.run(global, quiet: true) { log in
-            let job = try Operation.openJob(global, log: log)
+            let job = try Operation.openJob(global, log: log, jobLog: false)
             let revs = try job.scan()
             if json {
                 print(StatusReport.json(revs))

@@ -61,13 +61,12 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            let lock = job.lock(".purge")
-            guard try lock.tryLock(.exclusive) else {
+            guard let bad = try Integrity.exclusively(job, {
+                try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget, log: log)
+            }) else {
                 print("Failed to get exclusive lock for 'verify'. Continuing.")
                 return 0
             }
-            defer { lock.unlock() }
-            let bad = try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget, log: log)
             for b in bad {
                 Operation.printError("bad chunk \(b.name): \(b.fault) (used by \(b.revisions.joined(separator: ", ")))")
             }
@@ -86,13 +85,10 @@ struct PurgeCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            let lock = job.lock(".purge")
-            guard try lock.tryLock(.exclusive) else {
+            guard let r = try Integrity.exclusively(job, { try Purger(job: job, log: log).run() }) else {
                 print("Failed to get exclusive lock for 'purge'. Continuing.")
                 return 0
             }
-            defer { lock.unlock() }
-            let r = try Purger(job: job, log: log).run()
             print("Purging: \(r.removedChunks) chunks")
             return 0
         }
@@ -127,14 +123,7 @@ struct UpgradeCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            let lock = job.lock(".backup")
-            guard try lock.tryLock(.exclusive) else {
-                throw BackyError(.locked, "a backup of \(job.path) is running (\(lock.path) is locked); try again later")
-            }
-            defer { lock.unlock() }
-            let up = Upgrader(job: job, log: log)
-            up.say = { print($0) }
-            try up.run()
+            try Integrity.upgrade(job: job, log: log) { print($0) }
             return 0
         }
     }

@@ -32,24 +32,24 @@ enum Operation {
         do {
             code = try body(log)
         } catch let e as BackyError {
-            if g.logFile != nil {
-                log.error("\(e.message)")
-                log.info("Backy operation failed.")
+            if g.logFile != nil || BackyLog.hasJobLog {
+                logToFileOnly(log, .error, e.message)
+                logToFileOnly(log, .info, "Backy operation failed.")
             }
             printError(e.message)
             throw ExitCode(e.exitCode)
         } catch let e as ExitCode {
             throw e
         } catch {
-            if g.logFile != nil {
-                log.error("\(error)")
-                log.info("Backy operation failed.")
+            if g.logFile != nil || BackyLog.hasJobLog {
+                logToFileOnly(log, .error, "\(error)")
+                logToFileOnly(log, .info, "Backy operation failed.")
             }
             printError("\(error)")
             throw ExitCode(1)
         }
-        if g.logFile != nil {
-            log.info(code == 0 ? "Backy operation complete." : "Backy operation failed.")
+        if g.logFile != nil || BackyLog.hasJobLog {
+            logToFileOnly(log, .info, code == 0 ? "Backy operation complete." : "Backy operation failed.")
         }
         if code != 0 { throw ExitCode(code) }
     }
@@ -59,7 +59,20 @@ enum Operation {
         FileHandle.standardError.write(Data("Error: \(msg)\n".utf8))
     }
 
-    static func openJob(_ g: GlobalOptions, log: Logger) throws -> Job {
-        try Job(path: g.jobDir, logger: log)
+    /// Opens the job directory. Without `-l`, commands that change or read
+    /// out a job also log to the job's own `backy.log` (as the scheduler's
+    /// runs do), besides stderr.
+    static func openJob(_ g: GlobalOptions, log: Logger, jobLog: Bool = true) throws -> Job {
+        let job = try Job(path: g.jobDir, logger: log)
+        if jobLog && g.logFile == nil && !BackyLog.hasJobLog, BackyLog.attachJobLog(job.path + "/backy.log") {
+            logToFileOnly(log, .info, "$ \(CommandLine.arguments.joined(separator: " "))")
+        }
+        return job
+    }
+
+    /// A line for the log file(s) only: with -l that is the only sink; without
+    /// it, stderr already shows the "Error:" line and needs no copy.
+    static func logToFileOnly(_ log: Logger, _ level: Logger.Level, _ text: String) {
+        BackyLog.fileOnly { log.log(level: level, "\(text)") }
     }
 }
