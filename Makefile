@@ -29,12 +29,16 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
-# The longer fault runs (hundreds of kills).
+# The longer fault runs (hundreds of kills, 100,000 NBD fuzz cases).
 torture: build
 	bench/torture
+	bench/nbd-fuzz
 
+# Benchmarks (release build): backup/restore, NBD, scheduler, Ceph.
 bench: release
 	bench/backup-restore
+	bench/nbd
+	bench/scheduler
 	bench/ceph
 
 clean:
