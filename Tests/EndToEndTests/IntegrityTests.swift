@@ -152,7 +152,8 @@ final class IntegrityTests: XCTestCase {
         let reports = try FileManager.default.contentsOfDirectory(atPath: job + "/quarantine").filter { $0.hasSuffix(".json") }
         XCTAssertEqual(reports.count, injected.count, "each reported")
         XCTAssertEqual(trust(job), ["distrusted"])
-        print("fault injection: \(injected.count) faults (\(injected.values.sorted())) injected, \(found.count) found by verify")
+        let kinds = Dictionary(grouping: injected.values, by: { $0 }).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
+        print("fault injection: \(injected.count) faults (\(kinds)) injected, \(found.count) found by verify, \(reports.count) reported")
     }
 
     func testSamplingCoversTheStoreLeastRecentlyVerifiedFirst() throws {
