@@ -58,6 +58,23 @@ public final class ChunkWriter: @unchecked Sendable {
     /// workspace to use as scratch (its `file` buffer is free while reading).
     public func process(indices: [Int], map: inout ChunkMap,
                         read: @escaping (Int, UnsafeMutableRawBufferPointer, ChunkWorkspace) throws -> Int) throws {
+        let m = map
+        try process(indices: indices, map: &map) { i, ws, body in
+            let len = m.length(of: i)
+            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
+            let got = try read(i, buf, ws)
+            if got != len {
+                throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(got) of \(len) bytes (did the source shrink?)")
+            }
+            try body(UnsafeRawBufferPointer(buf))
+        }
+    }
+
+    /// Like `process(indices:map:read:)`, for sources that can show a chunk's
+    /// bytes in place (a memory mapping): `view(i, workspace, body)` calls
+    /// `body` with exactly the chunk's bytes, which stay valid during the call.
+    public func process(indices: [Int], map: inout ChunkMap,
+                        view: @escaping (Int, ChunkWorkspace, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let count = map.chunks.count
         let ids = UnsafeMutableBufferPointer<ChunkID>.allocate(capacity: count)
         defer { ids.deallocate() }
@@ -76,44 +93,44 @@ public final class ChunkWriter: @unchecked Sendable {
             let (ws, gate) = w
             let i = indices[k]
             let len = m.length(of: i)
-            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
-            let got = try read(i, buf, ws)
-            if got != len {
-                throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(got) of \(len) bytes (did the source shrink?)")
-            }
-            let id = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
-            ids[i] = id
-            if !id.isZero { fast[i] = FastHash.xxh64(UnsafeRawBufferPointer(buf)) }
-            if id.isZero {
-                self.state.with { $0.stats.chunksRead += 1; $0.stats.chunksZero += 1; $0.stats.bytesRead += Int64(len) }
-                return
-            }
-            let first = self.state.with { s -> Bool in
-                s.stats.chunksRead += 1
-                s.stats.bytesRead += Int64(len)
-                return s.handled.insert(id).inserted
-            }
-            if !first {
-                self.state.with { $0.stats.chunksReused += 1 }
-                return
-            }
-            let exists = try gate.shared { () throws -> Bool in
-                try self.session.pin(id)
-                return store.exists(id)
-            }
-            if exists && !self.forceRewrite {
-                self.state.with { $0.stats.chunksReused += 1 }
-                return
-            }
-            // Encode and write here; fsync and rename on a committer thread,
-            // so this worker goes on hashing while the disk flushes.
-            let pending = try store.writeUnsynced(id, data: UnsafeRawBufferPointer(buf), workspace: ws, tag: self.session.id)
-            try committer.submit(pending)
-            self.state.with { s in
-                s.stats.chunksWritten += 1
-                s.stats.bytesStored += Int64(pending.size)
-                s.written[id] = i
-                s.prefixes.insert(UInt8(id.w0 >> 56))
+            try view(i, ws) { buf in
+                guard buf.count == len else {
+                    throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(buf.count) of \(len) bytes (did the source shrink?)")
+                }
+                let id = ChunkHash.id(of: buf)
+                ids[i] = id
+                if id.isZero {
+                    self.state.with { $0.stats.chunksRead += 1; $0.stats.chunksZero += 1; $0.stats.bytesRead += Int64(len) }
+                    return
+                }
+                fast[i] = FastHash.xxh64(buf)
+                let first = self.state.with { s -> Bool in
+                    s.stats.chunksRead += 1
+                    s.stats.bytesRead += Int64(len)
+                    return s.handled.insert(id).inserted
+                }
+                if !first {
+                    self.state.with { $0.stats.chunksReused += 1 }
+                    return
+                }
+                let exists = try gate.shared { () throws -> Bool in
+                    try self.session.pin(id)
+                    return store.exists(id)
+                }
+                if exists && !self.forceRewrite {
+                    self.state.with { $0.stats.chunksReused += 1 }
+                    return
+                }
+                // Encode and write here; fsync and rename on a committer
+                // thread, so this worker goes on hashing while the disk flushes.
+                let pending = try store.writeUnsynced(id, data: buf, workspace: ws, tag: self.session.id)
+                try committer.submit(pending)
+                self.state.with { s in
+                    s.stats.chunksWritten += 1
+                    s.stats.bytesStored += Int64(pending.size)
+                    s.written[id] = i
+                    s.prefixes.insert(UInt8(id.w0 >> 56))
+                }
             }
         }
         try committer.finish()

@@ -94,8 +94,11 @@ public final class FileSource: BackupSource {
         let name = filename
         let cs = map.chunkSize
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        try ctx.writer.process(indices: indices, map: &map) { i, buf in
-            try Posix.preadFull(fd, buf.baseAddress!, buf.count, Int64(i) * Int64(cs), path: name)
+        let m = map
+        try ctx.writer.process(indices: indices, map: &map) { i, ws, body in
+            let len = m.length(of: i)
+            let got = try Posix.preadFull(fd, ws.data.baseAddress!, len, Int64(i) * Int64(cs), path: name)
+            try body(UnsafeRawBufferPointer(rebasing: ws.data[0..<got]))
         }
         ctx.extraStats["bytes_written"] = .int(Int64(src.size))
         return map
@@ -121,55 +124,57 @@ public final class FileSource: BackupSource {
             let second = ws.spare
             let expected = map.chunks[i]
             let len = map.length(of: i)
-            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
             if !data[i] {
                 if !expected.isZero {
                     mismatches.with { $0.append("offset \(map.offset(of: i)): source is a hole now, backup has \(expected.hex)") }
                 }
                 return
             }
-            let got = try Posix.preadFull(fd, buf.baseAddress!, len, Int64(map.offset(of: i)), path: name)
-            if got != len {
-                mismatches.with { $0.append("offset \(map.offset(of: i)): short read (\(got) of \(len) bytes)") }
-                return
-            }
-            if !expected.isZero, written[expected] == i {
-                // A chunk this run stored: read it back (decompress) and
-                // compare with the re-read source bytes. Equal bytes prove
-                // both that the source still holds what was hashed into the
-                // map and that the chunk file holds it too, so the second
-                // SHA-256 would add nothing.
-                do {
-                    let n = try store.read(expected, into: second, workspace: ws, checkHash: false)
-                    if n != len || memcmp(second.baseAddress!, buf.baseAddress!, len) != 0 {
-                        let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
-                        if actual != expected {
-                            mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
-                        } else {
-                            mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk \(expected.hex) does not read back as written") }
+            let got = try Posix.preadFull(fd, ws.data.baseAddress!, len, Int64(map.offset(of: i)), path: name)
+            do {
+                let buf = UnsafeRawBufferPointer(rebasing: ws.data[0..<got])
+                if buf.count != len {
+                    mismatches.with { $0.append("offset \(map.offset(of: i)): short read (\(buf.count) of \(len) bytes)") }
+                    return
+                }
+                if !expected.isZero, written[expected] == i {
+                    // A chunk this run stored: read it back (decompress) and
+                    // compare with the re-read source bytes. Equal bytes prove
+                    // both that the source still holds what was hashed into the
+                    // map and that the chunk file holds it too, so the second
+                    // SHA-256 would add nothing.
+                    do {
+                        let n = try store.read(expected, into: second, workspace: ws, checkHash: false)
+                        if n != len || memcmp(second.baseAddress!, buf.baseAddress!, len) != 0 {
+                            let actual = ChunkHash.id(of: buf)
+                            if actual != expected {
+                                mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
+                            } else {
+                                mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk \(expected.hex) does not read back as written") }
+                            }
                         }
+                    } catch {
+                        mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk does not read back: \(error)") }
                     }
-                } catch {
-                    mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk does not read back: \(error)") }
+                    readBack.with { $0 += 1 }
+                    return
                 }
-                readBack.with { $0 += 1 }
-                return
-            }
-            // Every other block: the backup pass hashed it into the map with
-            // SHA-256 and recorded its XXH64; the re-read must give the same
-            // bytes. (SHA-256 again where no XXH64 was recorded.)
-            let fast = i < fastHashes.count ? fastHashes[i] : 0
-            if expected.isZero {
-                if !ChunkHash.isAllZero(UnsafeRawBufferPointer(buf)) {
-                    let actual = ChunkHash.sha256(UnsafeRawBufferPointer(buf))
-                    mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has the zero chunk") }
-                }
-            } else if fast != 0 && FastHash.xxh64(UnsafeRawBufferPointer(buf)) == fast {
-                return
-            } else {
-                let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
-                if actual != expected {
-                    mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
+                // Every other block: the backup pass hashed it into the map with
+                // SHA-256 and recorded its XXH64; the re-read must give the same
+                // bytes. (SHA-256 again where no XXH64 was recorded.)
+                let fast = i < fastHashes.count ? fastHashes[i] : 0
+                if expected.isZero {
+                    if !ChunkHash.isAllZero(buf) {
+                        let actual = ChunkHash.sha256(buf)
+                        mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has the zero chunk") }
+                    }
+                } else if fast != 0 && FastHash.xxh64(buf) == fast {
+                    return
+                } else {
+                    let actual = ChunkHash.id(of: buf)
+                    if actual != expected {
+                        mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
+                    }
                 }
             }
         }
