@@ -53,26 +53,28 @@ public enum Timestamp {
         return s.count >= n ? s : String(repeating: "0", count: n - s.count) + s
     }
 
+    /// Date and time joined by `separator`, with microseconds when
+    /// `fraction` and there are any, followed by `zone`.
+    private static func render(_ date: Date, separator: String, fraction: Bool, zone: String) -> String {
+        let p = parts(date)
+        var s = "\(pad(p.year, 4))-\(pad(p.month, 2))-\(pad(p.day, 2))\(separator)\(pad(p.hour, 2)):\(pad(p.minute, 2)):\(pad(p.second, 2))"
+        if fraction && p.microsecond != 0 { s += "." + pad(p.microsecond, 6) }
+        return s + zone
+    }
+
     /// "YYYY-MM-DD HH:MM:SS[.ffffff]+00:00", as PyYAML writes an aware UTC datetime.
     public static func format(_ date: Date) -> String {
-        let p = parts(date)
-        var s = "\(pad(p.year, 4))-\(pad(p.month, 2))-\(pad(p.day, 2)) \(pad(p.hour, 2)):\(pad(p.minute, 2)):\(pad(p.second, 2))"
-        if p.microsecond != 0 { s += "." + pad(p.microsecond, 6) }
-        return s + "+00:00"
+        render(date, separator: " ", fraction: true, zone: "+00:00")
     }
 
     /// "YYYY-MM-DD HH:MM:SS" (status tables).
     public static func formatSeconds(_ date: Date) -> String {
-        let p = parts(date)
-        return "\(pad(p.year, 4))-\(pad(p.month, 2))-\(pad(p.day, 2)) \(pad(p.hour, 2)):\(pad(p.minute, 2)):\(pad(p.second, 2))"
+        render(date, separator: " ", fraction: false, zone: "")
     }
 
-    /// "YYYY-MM-DDTHH:MM:SS.ffffffZ"-ish ISO 8601 for JSON output.
+    /// "YYYY-MM-DDTHH:MM:SS[.ffffff]Z", ISO 8601 for JSON output.
     public static func iso8601(_ date: Date) -> String {
-        let p = parts(date)
-        var s = "\(pad(p.year, 4))-\(pad(p.month, 2))-\(pad(p.day, 2))T\(pad(p.hour, 2)):\(pad(p.minute, 2)):\(pad(p.second, 2))"
-        if p.microsecond != 0 { s += "." + pad(p.microsecond, 6) }
-        return s + "Z"
+        render(date, separator: "T", fraction: true, zone: "Z")
     }
 
     /// "YYYY-MM-DD" of a date (UTC).

@@ -16,7 +16,7 @@ final class NBDServerProcess {
     var url: String { "nbd://127.0.0.1:\(port)" }
 
     init(job: String, extra: [String] = [], test: XCTestCase) throws {
-        port = NBDServerProcess.freePort()
+        port = E2E.freePort()
         logPath = job + "/../nbd-server-\(port).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: E2E.binary)
@@ -49,19 +49,6 @@ final class NBDServerProcess {
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { return nil }
         return process.terminationStatus
-    }
-
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     static func canConnect(_ port: Int) -> Bool {

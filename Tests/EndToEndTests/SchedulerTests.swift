@@ -105,7 +105,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertEqual(s.logText.components(separatedBy: "fake: running backup").count - 1, 1, "one run only, then backoff")
 
         // A running child is signalled and waited for on SIGTERM.
-        FileManager.default.createFile(atPath: s.dir + "/slow", contents: nil)
+        _ = FileManager.default.createFile(atPath: s.dir + "/slow", contents: nil)
         XCTAssertTrue(s.console("run fake").contains("Triggered immediate run for fake"))
         XCTAssertTrue(s.wait(timeout: 30) { FileManager.default.fileExists(atPath: s.dir + "/child.pid") })
         let child = pid_t(try String(contentsOfFile: s.dir + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!

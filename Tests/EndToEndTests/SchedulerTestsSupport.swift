@@ -105,28 +105,11 @@ final class SchedulerHarness {
 
     init(_ test: XCTestCase, schedules: String, extraGlobal: String = "") {
         dir = E2E.tempDir(test, "sched")
-        port = SchedulerHarness.freePort()
+        port = E2E.freePort()
         schedulesYAML = schedules
         self.extraGlobal = extraGlobal
         try! FileManager.default.createDirectory(atPath: dir + "/base", withIntermediateDirectories: true)
         test.addTeardownBlock { [weak self] in self?.kill() }
-    }
-
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                _ = bind(fd, $0, len)
-                _ = getsockname(fd, $0, &len)
-            }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// Adds a file job (an image of `size` random bytes, unless `image` is given).
