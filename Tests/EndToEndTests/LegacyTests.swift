@@ -187,6 +187,23 @@ final class LegacyTests: XCTestCase {
         XCTAssertEqual(E2E.sha256(file: out), row.sha)
     }
 
+    /// backy 2.4 before store v2 kept chunks two levels deep
+    /// (`chunks/ab/cd/<hash>.chunk.lzo`) and had no `chunks/store` marker.
+    func testStoreV1LayoutIsRead() throws {
+        let job = copyJob("job-chunked")
+        let fm = FileManager.default
+        for f in E2E.files(in: job + "/chunks", suffix: ".chunk.lzo") {
+            let name = (f as NSString).lastPathComponent
+            let dir = job + "/chunks/" + name.prefix(2) + "/" + name.dropFirst(2).prefix(2)
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try fm.moveItem(atPath: f, toPath: dir + "/" + name)
+        }
+        try? fm.removeItem(atPath: job + "/chunks/store")
+        checkEveryRevision(job, "job-chunked", "from a v1 store")
+        XCTAssertEqual(E2E.backy(["-b", job, "upgrade"]).code, 0)
+        checkEveryRevision(job, "job-chunked", "upgraded from a v1 store")
+    }
+
     func testJobConfigIn25Shape() throws {
         let d = E2E.tempDir(self)
         let img = d + "/img", job = d + "/job"
