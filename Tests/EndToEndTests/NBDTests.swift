@@ -28,7 +28,7 @@ final class NBDServerProcess {
         let deadline = Date().addingTimeInterval(20)
         while !NBDServerProcess.canConnect(port) {
             guard process.isRunning, Date() < deadline else {
-                throw XCTSkip("nbd-server did not start: \(log)")
+                throw E2E.Unavailable(description: "nbd-server did not start: \(log)")
             }
             usleep(20_000)
         }
@@ -82,7 +82,7 @@ final class NBDTests: XCTestCase {
         for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: d + "/" + name) {
             return d + "/" + name
         }
-        throw XCTSkip("\(name) is not installed (scripts/install-deps)")
+        throw E2E.unavailable("\(name) is not installed (scripts/install-deps)")
     }
 
     func makeFixture() throws -> Fixture {
@@ -114,7 +114,7 @@ final class NBDTests: XCTestCase {
     func python(_ script: String, _ args: [String] = []) throws -> RunResult {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"),
               E2E.run("/usr/bin/python3", ["-c", "import nbd"]).code == 0 else {
-            throw XCTSkip("python3-libnbd is not installed")
+            throw E2E.unavailable("python3-libnbd is not installed (scripts/install-deps)")
         }
         return E2E.run("/usr/bin/python3", ["-c", script] + args, timeout: 120)
     }
@@ -231,7 +231,7 @@ final class NBDTests: XCTestCase {
         let debugfs = try tool("debugfs")
         let nbdfuse = try tool("nbdfuse")
         let fusermount = try tool("fusermount3")
-        guard FileManager.default.fileExists(atPath: "/dev/fuse") else { throw XCTSkip("no /dev/fuse") }
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else { throw E2E.unavailable("no /dev/fuse") }
         let dir = E2E.tempDir(self, "nbd-ext4")
         let content = dir + "/content"
         try FileManager.default.createDirectory(atPath: content + "/etc/app", withIntermediateDirectories: true)

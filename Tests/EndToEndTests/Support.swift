@@ -138,6 +138,16 @@ enum E2E {
 
     static var isRoot: Bool { getuid() == 0 }
 
+    /// A test cannot run here (a tool, root, a device is missing). In CI that
+    /// is a missing install step or a broken feature, so it fails; only with
+    /// BACKY_ALLOW_SKIPS=1 (a developer machine without them) is it a skip.
+    static func unavailable(_ reason: String) -> Error {
+        if ProcessInfo.processInfo.environment["BACKY_ALLOW_SKIPS"] == "1" { return XCTSkip(reason) }
+        return Unavailable(description: reason + " (set BACKY_ALLOW_SKIPS=1 to skip instead)")
+    }
+
+    struct Unavailable: Error, CustomStringConvertible { let description: String }
+
     /// A TCP port on 127.0.0.1 that nobody listens on right now.
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
