@@ -138,13 +138,6 @@ public final class ChunkWriter: @unchecked Sendable {
         fastHashes = Array(fast)
     }
 
-    /// Records chunk ids taken over without reading (a parent's unchanged
-    /// chunks): pins them so purge keeps them.
-    public func adopt(_ adopted: [ChunkID]) throws {
-        let gate = Gate(jobPath: job.path)
-        try gate.shared { try session.pin(adopted) }
-    }
-
     /// Makes the renames of this run's chunk files durable.
     public func makeDurable() throws {
         try job.store.syncDirectories(state.get.prefixes)

@@ -34,10 +34,6 @@ public struct VerifiedIndex: Sendable {
 
     public var count: Int { times.count }
 
-    public func lastVerified(_ id: ChunkID) -> Date? {
-        times[id.w0].map { Date(timeIntervalSince1970: Double($0)) }
-    }
-
     /// Seconds since the epoch, 0 for never.
     public func lastVerifiedSeconds(_ id: ChunkID) -> UInt32 { times[id.w0] ?? 0 }
 

@@ -259,7 +259,7 @@ public enum YAML {
         if s.hasSuffix(" ") || s.hasPrefix(" ") || s.hasSuffix(":") { return false }
         if s.contains(": ") || s.contains(" #") || s.contains("\n") || s.contains("\t") { return false }
         for u in s.unicodeScalars where u.value < 0x20 || u.value == 0x7f || u.value > 0x7e { return false }
-        if s.contains(", ") || s.contains(",") || s.contains("[") || s.contains("]") || s.contains("{") || s.contains("}") {
+        if s.contains(",") || s.contains("[") || s.contains("]") || s.contains("{") || s.contains("}") {
             return false  // would break flow collections
         }
         return true
