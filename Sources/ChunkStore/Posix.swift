@@ -15,6 +15,14 @@ public enum Posix {
 
     /// Reads up to `count` bytes at `offset`, retrying short reads; returns
     /// the number read (less than `count` only at end of file).
+    /// O_DIRECT (Glibc hides it behind _GNU_SOURCE); its value differs by
+    /// architecture.
+    #if arch(arm64) || arch(arm)
+    public static let oDirect: Int32 = 0o200000
+    #else
+    public static let oDirect: Int32 = 0o40000
+    #endif
+
     public static func preadFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
         var done = 0
         while done < count {
