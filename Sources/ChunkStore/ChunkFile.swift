@@ -43,6 +43,7 @@ public struct ChunkHeader: Equatable, Sendable {
         for i in 0..<4 where p[i] != magic[i] { return .failure(.corrupt("bad magic")) }
         guard p[4] == version else { return .failure(.corrupt("unknown chunk format version \(p[4])")) }
         guard let codec = ChunkCodec(rawValue: p[5]) else { return .failure(.corrupt("unknown codec \(p[5])")) }
+        guard p[6] == 0 && p[7] == 0 else { return .failure(.corrupt("reserved header bytes are not zero")) }
         let ul = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let pl = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         if codec == .raw && ul != pl { return .failure(.corrupt("raw chunk with payload \(pl) != length \(ul)")) }

@@ -30,6 +30,10 @@ public final class ChunkWriter: @unchecked Sendable {
     /// Rewrite every chunk once even if its file exists (distrust healing).
     public let forceRewrite: Bool
     private let state = Locked(State())
+    /// The committer of the last `process` call, still renaming its files
+    /// until `finishCommits()`.
+    private let committer = Locked<Committer?>(nil)
+    private let commitFailure = Locked<Error?>(nil)
     /// XXH64 of each chunk this writer read (0 = not read), for the
     /// verification pass.
     public private(set) var fastHashes: [UInt64] = []
@@ -66,15 +70,16 @@ public final class ChunkWriter: @unchecked Sendable {
             if got != len {
                 throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(got) of \(len) bytes (did the source shrink?)")
             }
-            try body(UnsafeRawBufferPointer(buf))
+            try body(UnsafeRawBufferPointer(buf), nil)
         }
     }
 
-    /// Like `process(indices:map:read:)`, for sources that can show a chunk's
-    /// bytes in place (a memory mapping): `view(i, workspace, body)` calls
-    /// `body` with exactly the chunk's bytes, which stay valid during the call.
+    /// Like `process(indices:map:read:)`, for sources that fill the chunk
+    /// themselves: `view(i, workspace, body)` calls `body` with exactly the
+    /// chunk's bytes, which stay valid during the call, and with their id and
+    /// XXH64 if it computed them while reading (a `ChunkDigester`), else nil.
     public func process(indices: [Int], map: inout ChunkMap,
-                        view: @escaping (Int, ChunkWorkspace, (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+                        view: @escaping (Int, ChunkWorkspace, (UnsafeRawBufferPointer, (id: ChunkID, fast: UInt64)?) throws -> Void) throws -> Void) throws {
         let count = map.chunks.count
         let ids = UnsafeMutableBufferPointer<ChunkID>.allocate(capacity: count)
         defer { ids.deallocate() }
@@ -83,27 +88,29 @@ public final class ChunkWriter: @unchecked Sendable {
         let fast = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
         defer { fast.deallocate() }
         _ = fast.initialize(from: fastHashes)
+        try finishCommits()
         let m = map
         let store = job.store
         let jobPath = job.path
         let committer = Committer(store: store)
-        defer { committer.stop() }
+        var ok = false
+        defer { if !ok { committer.stop() } }
         try Parallel.forEach(count: indices.count, threads: threads,
                              setup: { _ in (ChunkWorkspace(), Gate(jobPath: jobPath)) }) { w, k in
             let (ws, gate) = w
             let i = indices[k]
             let len = m.length(of: i)
-            try view(i, ws) { buf in
+            try view(i, ws) { buf, digest in
                 guard buf.count == len else {
                     throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(buf.count) of \(len) bytes (did the source shrink?)")
                 }
-                let id = ChunkHash.id(of: buf)
+                let id = digest?.id ?? ChunkHash.id(of: buf)
                 ids[i] = id
                 if id.isZero {
                     self.state.with { $0.stats.chunksRead += 1; $0.stats.chunksZero += 1; $0.stats.bytesRead += Int64(len) }
                     return
                 }
-                fast[i] = FastHash.xxh64(buf)
+                fast[i] = digest?.fast ?? FastHash.xxh64(buf)
                 let first = self.state.with { s -> Bool in
                     s.stats.chunksRead += 1
                     s.stats.bytesRead += Int64(len)
@@ -133,14 +140,39 @@ public final class ChunkWriter: @unchecked Sendable {
                 }
             }
         }
-        try committer.finish()
         map.chunks = Array(ids)
         fastHashes = Array(fast)
+        // The last files may still be flushing: callers go on (verification
+        // of unchanged blocks) and call `finishCommits()` before they read
+        // a chunk this run stored or write the map.
+        self.committer.with { $0 = committer }
+        ok = true
     }
 
-    /// Makes the renames of this run's chunk files durable.
+    /// Waits until every chunk file of this run is fsynced and renamed into
+    /// place; rethrows a failure. Thread-safe; later calls return at once
+    /// (or rethrow the same failure).
+    public func finishCommits() throws {
+        try committer.with { c in
+            if let pending = c {
+                c = nil
+                do { try pending.finish() } catch { commitFailure.with { $0 = error } }
+                pending.stop()
+            }
+        }
+        if let e = commitFailure.get { throw e }
+    }
+
+    /// Makes this run's chunk files and their renames durable.
     public func makeDurable() throws {
+        try finishCommits()
         try job.store.syncDirectories(state.get.prefixes)
+    }
+
+    deinit {
+        // After a failure between `process` and `makeDurable`: stop the
+        // committer threads (files not yet renamed are dropped).
+        committer.with { $0?.stop() }
     }
 }
 

@@ -33,8 +33,23 @@ public final class PinSession: @unchecked Sendable {
         var rng = SystemRandomNumberGenerator()
         id = String(format: "%016llx", rng.next() as UInt64)
         pinPath = directory + "/" + id + ".pin"
-        // Create under a temp name, lock, then rename: purge never sees an
-        // unlocked pin file of a live session.
+        // Create unnamed, lock, then give it its name: purge never sees an
+        // unlocked pin file of a live session, and a session killed before
+        // the link leaves nothing behind.
+        let anon = Glibc.open(directory, Posix.oTmpfile | O_WRONLY | O_CLOEXEC, 0o644)
+        if anon >= 0 {
+            if flock(anon, LOCK_EX | LOCK_NB) == 0,
+               linkat(AT_FDCWD, "/proc/self/fd/\(anon)", AT_FDCWD, pinPath, AT_SYMLINK_FOLLOW) == 0 {
+                fd = anon
+                // O_APPEND for the pin writes.
+                _ = fcntl(anon, F_SETFL, fcntl(anon, F_GETFL) | O_APPEND)
+                return
+            }
+            Glibc.close(anon)
+        }
+        // Without O_TMPFILE: under a temp name, lock, then rename (a session
+        // killed in between leaves a `.new` file that purge removes once it
+        // is a minute old).
         let tmp = directory + "/" + id + ".new"
         fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw BackyError.posix("cannot create pin file \(tmp)") }

@@ -22,6 +22,8 @@ public enum Posix {
     #else
     public static let oDirect: Int32 = 0o40000
     #endif
+    /// O_TMPFILE (an unnamed file in a directory, linked in later).
+    public static let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
 
     public static func preadFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
         var done = 0

@@ -39,8 +39,21 @@ public final class ZstdDecompressor {
     public init() { ctx = ZSTD_createDCtx()! }
     deinit { ZSTD_freeDCtx(ctx) }
 
-    /// Decompresses `src` into `dst`; returns the decompressed length.
+    /// Decompresses `src` into `dst`; returns the decompressed length. `src`
+    /// must be exactly one zstd frame whose header has its unused and
+    /// reserved bits clear (bits libzstd itself would not look at), so any
+    /// change to a stored frame is found.
     public func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws -> Int {
+        if src.count >= 5 && src[4] & 0x18 != 0 {
+            throw ZstdError.failed("frame header has unused or reserved bits set")
+        }
+        let frame = ZSTD_findFrameCompressedSize(src.baseAddress, src.count)
+        if ZSTD_isError(frame) != 0 {
+            throw ZstdError.failed(String(cString: ZSTD_getErrorName(frame)))
+        }
+        if Int(frame) != src.count {
+            throw ZstdError.failed("\(src.count - Int(frame)) bytes after the frame")
+        }
         let r = ZSTD_decompressDCtx(ctx, dst.baseAddress, dst.count, src.baseAddress, src.count)
         if ZSTD_isError(r) != 0 {
             throw ZstdError.failed(String(cString: ZSTD_getErrorName(r)))

@@ -1,6 +1,6 @@
 // BackupRun: the flow of `backy backup TAGS` (backy 2.4 §5.1, with its
 // weaknesses fixed): lock, clean incomplete revisions, check the source,
-// create the revision, read, make chunks durable, verify, then write the map
+// create the revision, read, verify, make chunks durable, then write the map
 // and mark the revision complete. A failed verification removes the revision
 // and is an error (exit 1), so schedulers back off.
 import ChunkStore
@@ -68,13 +68,16 @@ public enum BackupRun {
 
         do {
             let map = try source.backup(ctx)
-            try writer.makeDurable()
+            // Chunk files may still be flushing while the verification of
+            // the other blocks runs; a source waits for them (finishCommits)
+            // before it reads back a chunk this run stored.
             do {
                 try source.verify(ctx, map: map)
             } catch let e as BackyError where e.kind == .verification {
                 log.error("New revision does not match source - removing it.")
                 throw e
             }
+            try writer.makeDurable()
             log.info("Revision \(rev.id) verification OK.")
             // Never complete a revision that names a chunk file that is gone
             // (quarantined by a verify that ran beside this backup).

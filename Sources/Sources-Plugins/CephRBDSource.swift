@@ -304,6 +304,8 @@ public final class CephRBDSource: BackupSource {
             throw BackyError(.verification, "snapshot \(snap.spec) has \(size) bytes, the backup \(map.imageSize)")
         }
         log.info("Performing partial verification")
+        // Sampled chunks may be ones this run stored: they must be in place.
+        try ctx.writer.finishCommits()
         let n = map.chunks.count
         var rng = SystemRandomNumberGenerator()
         // Chunks the diff called unchanged, compared with the parent.

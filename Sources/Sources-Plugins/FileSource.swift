@@ -96,9 +96,18 @@ public final class FileSource: BackupSource {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let m = map
         try ctx.writer.process(indices: indices, map: &map) { i, ws, body in
+            // Read slice by slice and hash each slice while it is in cache.
             let len = m.length(of: i)
-            let got = try Posix.preadFull(fd, ws.data.baseAddress!, len, Int64(i) * Int64(cs), path: name)
-            try body(UnsafeRawBufferPointer(rebasing: ws.data[0..<got]))
+            var digest = ChunkDigester()
+            var got = 0
+            while got < len {
+                let want = min(ChunkDigester.sliceSize, len - got)
+                let n = try Posix.preadFull(fd, ws.data.baseAddress! + got, want, Int64(i) * Int64(cs) + Int64(got), path: name)
+                digest.update(UnsafeRawBufferPointer(rebasing: ws.data[got..<(got + n)]))
+                got += n
+                if n < want { break }  // end of file: the writer reports the short read
+            }
+            try body(UnsafeRawBufferPointer(rebasing: ws.data[0..<got]), digest.finish())
         }
         ctx.extraStats["bytes_written"] = .int(Int64(src.size))
         return map
@@ -119,8 +128,15 @@ public final class FileSource: BackupSource {
         let name = filename
         let mismatches = Locked<[String]>([])
         let readBack = Locked(0)
-        try Parallel.forEach(count: map.chunks.count, threads: ctx.writer.threads,
-                             setup: { _ in ChunkWorkspace() }) { ws, i in
+        // Blocks whose chunk this run stored go last: their files may still
+        // be flushing while the others are checked.
+        let storedLast = map.chunks.indices.filter { !map.chunks[$0].isZero && written[map.chunks[$0]] != $0 }
+            + map.chunks.indices.filter { !map.chunks[$0].isZero && written[map.chunks[$0]] == $0 }
+            + map.chunks.indices.filter { map.chunks[$0].isZero }
+        let writer = ctx.writer
+        try Parallel.forEach(count: storedLast.count, threads: ctx.writer.threads,
+                             setup: { _ in ChunkWorkspace() }) { ws, k in
+            let i = storedLast[k]
             let second = ws.spare
             let expected = map.chunks[i]
             let len = map.length(of: i)
@@ -130,14 +146,28 @@ public final class FileSource: BackupSource {
                 }
                 return
             }
-            let got = try Posix.preadFull(fd, ws.data.baseAddress!, len, Int64(map.offset(of: i)), path: name)
+            // Blocks this run did not store are checked by XXH64, hashed
+            // slice by slice as they are re-read.
+            let storedNow = !expected.isZero && written[expected] == i
+            let fast = i < fastHashes.count ? fastHashes[i] : 0
+            let streamFast = !expected.isZero && !storedNow && fast != 0
+            var stream = FastHash.Stream()
+            var got = 0
+            while got < len {
+                let want = min(ChunkDigester.sliceSize, len - got)
+                let n = try Posix.preadFull(fd, ws.data.baseAddress! + got, want, Int64(map.offset(of: i)) + Int64(got), path: name)
+                if streamFast { stream.update(UnsafeRawBufferPointer(rebasing: ws.data[got..<(got + n)])) }
+                got += n
+                if n < want { break }
+            }
             do {
                 let buf = UnsafeRawBufferPointer(rebasing: ws.data[0..<got])
                 if buf.count != len {
                     mismatches.with { $0.append("offset \(map.offset(of: i)): short read (\(buf.count) of \(len) bytes)") }
                     return
                 }
-                if !expected.isZero, written[expected] == i {
+                if storedNow {
+                    try writer.finishCommits()
                     // A chunk this run stored: read it back (decompress) and
                     // compare with the re-read source bytes. Equal bytes prove
                     // both that the source still holds what was hashed into the
@@ -162,13 +192,12 @@ public final class FileSource: BackupSource {
                 // Every other block: the backup pass hashed it into the map with
                 // SHA-256 and recorded its XXH64; the re-read must give the same
                 // bytes. (SHA-256 again where no XXH64 was recorded.)
-                let fast = i < fastHashes.count ? fastHashes[i] : 0
                 if expected.isZero {
                     if !ChunkHash.isAllZero(buf) {
                         let actual = ChunkHash.sha256(buf)
                         mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has the zero chunk") }
                     }
-                } else if fast != 0 && FastHash.xxh64(buf) == fast {
+                } else if streamFast && stream.finish() == fast {
                     return
                 } else {
                     let actual = ChunkHash.id(of: buf)

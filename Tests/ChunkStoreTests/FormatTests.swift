@@ -21,6 +21,47 @@ final class FormatTests: XCTestCase {
         if case .success = raw.withUnsafeBytes({ ChunkHeader.decode($0) }) { XCTFail("raw with wrong length accepted") }
     }
 
+    /// Single-bit flips of a stored chunk file: every flip in the chunk
+    /// header and in the zstd frame's magic and header descriptor is found,
+    /// and no flip anywhere gives different content without an error. (A few
+    /// bits of a zstd frame, like the window size, do not change what it
+    /// decodes to; such a flip leaves the data intact and is not reported.)
+    func testBitFlipsOfAChunkFileNeverGiveWrongData() throws {
+        let dir = NSTemporaryDirectory() + "/backy-flip-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = ChunkStore(root: dir + "/chunks")
+        try store.create()
+        let ws = ChunkWorkspace()
+        // 4 MiB of one repeated line compresses to a few hundred bytes: the
+        // headers are a large share of the file.
+        let line = Array("lorem ipsum 17 dolor sit amet 12345 consectetur\n".utf8)
+        var data = [UInt8]()
+        while data.count < 4 << 20 { data += line }
+        data = Array(data.prefix(4 << 20))
+        let id = data.withUnsafeBytes { ChunkHash.sha256($0) }
+        _ = try data.withUnsafeBytes { try store.write(id, data: $0, workspace: ws, tag: "t") }
+        let path = store.path(id)
+        chmod(path, 0o644)
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertLessThan(good.count, 4096, "compressed")
+        XCTAssertEqual(good[5], ChunkCodec.zstd.rawValue)
+        XCTAssertNoThrow(try store.read(id, workspace: ws))
+        var found = 0, intact = 0
+        for bit in 0..<(good.count * 8) {
+            var bad = good
+            bad[bit / 8] ^= UInt8(1 << (bit % 8))
+            try Data(bad).write(to: URL(fileURLWithPath: path))
+            guard let n = try? store.read(id, workspace: ws) else { found += 1; continue }
+            XCTAssertGreaterThanOrEqual(bit, (ChunkHeader.size + 5) * 8, "flip of header bit \(bit) not found")
+            XCTAssertEqual(n, data.count)
+            XCTAssertEqual(memcmp(ws.data.baseAddress!, data, n), 0, "bit \(bit): different data without an error")
+            intact += 1
+        }
+        XCTAssertGreaterThan(found, 9 * good.count * 8 / 10, "nearly every flip is found")
+        print("bit flips of a \(good.count)-byte chunk file: \(found) found, \(intact) left the data intact")
+    }
+
     func testChunkMapRoundTripAndChecksum() throws {
         let a = Array("a".utf8).withUnsafeBytes { ChunkHash.sha256($0) }
         let b = Array("b".utf8).withUnsafeBytes { ChunkHash.sha256($0) }

@@ -55,6 +55,7 @@ final class FileSourceTests: XCTestCase {
         // relies on the recorded hashes of the backup pass.
         let first = try context(job, source: src)
         _ = try src.backup(first)
+        try first.writer.makeDurable()
         let ctx = try context(job, source: src)
         let map = try src.backup(ctx)
         XCTAssertTrue(ctx.writer.written.isEmpty)
@@ -75,6 +76,7 @@ final class FileSourceTests: XCTestCase {
         let src = FileSource(filename: img)
         let ctx = try context(job, source: src)
         let map = try src.backup(ctx)
+        try ctx.writer.finishCommits()  // the files are in place
         let victim = job.store.path(map.chunks[1])
         chmod(victim, 0o644)
         let fh = FileHandle(forWritingAtPath: victim)!
