@@ -69,34 +69,48 @@ public final class Restorer {
     private func place(into out: OutputFile) throws -> [RestoreDamage] {
         let m = image
         let count = m.chunkCount
-        let bestEffort = self.bestEffort
         let damage = Locked<[RestoreDamage]>([])
-        let log = self.log
         try Parallel.forEach(count: count, threads: threads + 4,
                              setup: { _ in ChunkWorkspace(chunkSize: m.chunkSize) }) { ws, i in
             let off = m.offset(of: i)
-            let len = m.length(of: i)
-            if m.isZero(i) {
-                try out.writeZeros(len, at: off)
-                return
+            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<m.length(of: i)])
+            switch try self.fetch(i, into: buf, workspace: ws) {
+            case .data(let n):
+                try out.write(UnsafeRawBufferPointer(rebasing: buf[0..<n]), at: off)
+                out.startWriteback(at: off, length: n)
+            case .zero:
+                try out.writeZeros(buf.count, at: off)
+            case .damaged(let n, let why):
+                damage.with { $0.append(self.report(i, length: n, why)) }
+                try out.writeZeros(n, at: off)
+            case .empty:
+                break
             }
-            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<len])
-            do {
-                _ = try m.read(i, into: buf, workspace: ws)
-            } catch let e as ChunkReadError {
-                guard bestEffort else {
-                    throw BackyError(.corrupt, "cannot restore image offset \(off) (chunk \(i)): \(e)")
-                }
-                let why = e.fault.description
-                log.error("Chunk \(m.chunkName(i)) at image offset \(off) is unreadable (\(why)); writing zeros")
-                damage.with { $0.append(RestoreDamage(chunkIndex: i, offset: off, length: len, chunk: m.chunkName(i), reason: why)) }
-                try out.writeZeros(len, at: off)
-                return
-            }
-            try out.write(UnsafeRawBufferPointer(buf), at: off)
-            out.startWriteback(at: off, length: len)
         }
         return damage.get.sorted { $0.chunkIndex < $1.chunkIndex }
+    }
+
+    /// Reads chunk `i` into `buf` (hash-checked). A damaged chunk is an
+    /// error, or with best-effort a `.damaged` slot.
+    private func fetch(_ i: Int, into buf: UnsafeMutableRawBufferPointer, workspace ws: ChunkWorkspace) throws -> Slot {
+        let len = image.length(of: i)
+        if image.isZero(i) { return .zero }
+        do {
+            _ = try image.read(i, into: buf, workspace: ws)
+            return .data(len)
+        } catch let e as ChunkReadError {
+            guard bestEffort else {
+                throw BackyError(.corrupt, "cannot restore image offset \(image.offset(of: i)) (chunk \(i)): \(e)")
+            }
+            return .damaged(len, e.fault.description)
+        }
+    }
+
+    /// Logs a chunk that best-effort replaced by zeros, for the damage report.
+    private func report(_ i: Int, length n: Int, _ why: String) -> RestoreDamage {
+        let off = image.offset(of: i)
+        log.error("Chunk \(image.chunkName(i)) at image offset \(off) is unreadable (\(why)); writing zeros")
+        return RestoreDamage(chunkIndex: i, offset: off, length: n, chunk: image.chunkName(i), reason: why)
     }
 
     private func stream(into out: OutputFile) throws -> [RestoreDamage] {
@@ -112,7 +126,6 @@ public final class Restorer {
         var failure: Error? = nil
         let cond = NSCondition()
         let m = image
-        let bestEffort = self.bestEffort
 
         let worker: (Int) -> Void = { w in
             let ws = workspaces[w]
@@ -124,34 +137,15 @@ public final class Restorer {
                 nextClaim += 1
                 cond.unlock()
 
-                let len = m.length(of: i)
-                var result: Slot
-                if m.isZero(i) {
-                    result = .zero
-                } else {
-                    let buf = buffers[i % window]
-                    do {
-                        _ = try m.read(i, into: buf, workspace: ws)
-                        result = .data(len)
-                    } catch let e as ChunkReadError {
-                        if bestEffort {
-                            result = .damaged(len, e.fault.description)
-                        } else {
-                            cond.lock()
-                            if failure == nil {
-                                failure = BackyError(.corrupt, "cannot restore image offset \(m.offset(of: i)) (chunk \(i)): \(e)")
-                            }
-                            cond.broadcast()
-                            cond.unlock()
-                            return
-                        }
-                    } catch {
-                        cond.lock()
-                        if failure == nil { failure = error }
-                        cond.broadcast()
-                        cond.unlock()
-                        return
-                    }
+                let result: Slot
+                do {
+                    result = try self.fetch(i, into: buffers[i % window], workspace: ws)
+                } catch {
+                    cond.lock()
+                    if failure == nil { failure = error }
+                    cond.broadcast()
+                    cond.unlock()
+                    return
                 }
                 cond.lock()
                 slots[i % window] = result
@@ -203,8 +197,7 @@ public final class Restorer {
             case .zero:
                 try out.writeZeros(len, at: off)
             case .damaged(let n, let why):
-                log.error("Chunk \(m.chunkName(i)) at image offset \(off) is unreadable (\(why)); writing zeros")
-                damage.append(RestoreDamage(chunkIndex: i, offset: off, length: n, chunk: m.chunkName(i), reason: why))
+                damage.append(report(i, length: n, why))
                 try out.writeZeros(n, at: off)
             case .empty:
                 break

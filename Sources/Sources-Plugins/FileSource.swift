@@ -83,6 +83,23 @@ public final class FileSource: BackupSource {
         return data
     }
 
+    /// Reads `length` bytes at `offset` into `buf` in slices of
+    /// `ChunkDigester.sliceSize`, handing each slice to `each` right after its
+    /// read (while it is in cache). Returns the bytes read (fewer at the end
+    /// of the file).
+    static func readSliced(_ fd: Int32, into buf: UnsafeMutableRawBufferPointer, length: Int, at offset: Int64,
+                           path: String, each: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        var got = 0
+        while got < length {
+            let want = min(ChunkDigester.sliceSize, length - got)
+            let n = try Posix.preadFull(fd, buf.baseAddress! + got, want, offset + Int64(got), path: path)
+            each(UnsafeRawBufferPointer(rebasing: buf[got..<(got + n)]))
+            got += n
+            if n < want { break }
+        }
+        return got
+    }
+
     public func backup(_ ctx: BackupContext) throws -> ChunkMap {
         let src = try openSource()
         defer { close(src.fd) }
@@ -99,13 +116,9 @@ public final class FileSource: BackupSource {
             // Read slice by slice and hash each slice while it is in cache.
             let len = m.length(of: i)
             var digest = ChunkDigester()
-            var got = 0
-            while got < len {
-                let want = min(ChunkDigester.sliceSize, len - got)
-                let n = try Posix.preadFull(fd, ws.data.baseAddress! + got, want, Int64(i) * Int64(cs) + Int64(got), path: name)
-                digest.update(UnsafeRawBufferPointer(rebasing: ws.data[got..<(got + n)]))
-                got += n
-                if n < want { break }  // end of file: the writer reports the short read
+            // A short read (end of file) is reported by the writer.
+            let got = try FileSource.readSliced(fd, into: ws.data, length: len, at: Int64(i) * Int64(cs), path: name) {
+                digest.update($0)
             }
             try body(UnsafeRawBufferPointer(rebasing: ws.data[0..<got]), digest.finish())
         }
@@ -152,13 +165,8 @@ public final class FileSource: BackupSource {
             let fast = i < fastHashes.count ? fastHashes[i] : 0
             let streamFast = !expected.isZero && !storedNow && fast != 0
             var stream = FastHash.Stream()
-            var got = 0
-            while got < len {
-                let want = min(ChunkDigester.sliceSize, len - got)
-                let n = try Posix.preadFull(fd, ws.data.baseAddress! + got, want, Int64(map.offset(of: i)) + Int64(got), path: name)
-                if streamFast { stream.update(UnsafeRawBufferPointer(rebasing: ws.data[got..<(got + n)])) }
-                got += n
-                if n < want { break }
+            let got = try FileSource.readSliced(fd, into: ws.data, length: len, at: Int64(map.offset(of: i)), path: name) {
+                if streamFast { stream.update($0) }
             }
             do {
                 let buf = UnsafeRawBufferPointer(rebasing: ws.data[0..<got])
