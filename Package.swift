@@ -24,10 +24,12 @@ let package = Package(
                        providers: [.apt(["librbd-dev", "librados-dev"])]),
         .systemLibrary(name: "CLZO", path: "Sources/CLZO",
                        providers: [.apt(["liblzo2-dev"])]),
+        .systemLibrary(name: "CLibYAML", path: "Sources/CLibYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
 
         // Store, revisions, maps, locks, verify, purge. The bottom layer.
         .target(name: "ChunkStore", dependencies: [
-            "CZstd", "CLZO",
+            "CZstd", "CLZO", "CLibYAML",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),

@@ -112,33 +112,126 @@ public enum Posix {
 
     /// Names in a directory, without "." and "..".
     public static func listDirectory(_ path: String) throws -> [String] {
+        try listDirectoryTyped(path).map(\.name)
+    }
+
+    /// What a directory entry is, as far as it matters to the store.
+    public enum EntryType: Sendable, Equatable { case file, directory, symlink, other }
+
+    /// Names and types in a directory (lstat where readdir does not say),
+    /// without "." and "..".
+    public static func listDirectoryTyped(_ path: String) throws -> [(name: String, type: EntryType)] {
         guard let d = opendir(path) else { throw BackyError.posix("cannot list \(path)") }
         defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
+        var out: [(name: String, type: EntryType)] = []
+        while true {
+            errno = 0
+            guard let e = readdir(d) else {
+                if errno != 0 { throw BackyError.posix("cannot list \(path)") }
+                break
+            }
             let name = withUnsafePointer(to: &e.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
-            if name != "." && name != ".." { names.append(name) }
+            if name == "." || name == ".." { continue }
+            var type: EntryType
+            switch Int32(e.pointee.d_type) {
+            case Int32(DT_REG): type = .file
+            case Int32(DT_DIR): type = .directory
+            case Int32(DT_LNK): type = .symlink
+            case Int32(DT_UNKNOWN):
+                var st = Glibc.stat()
+                if lstat(path + "/" + name, &st) != 0 {
+                    if errno == ENOENT { continue }  // gone meanwhile
+                    throw BackyError.posix("cannot stat \(path)/\(name)")
+                }
+                type = entryType(st.st_mode)
+            default: type = .other
+            }
+            out.append((name, type))
         }
-        return names
+        return out
     }
 
-    /// Reads a whole (small) file.
-    public static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
+    static func entryType(_ mode: mode_t) -> EntryType {
+        switch mode & S_IFMT {
+        case S_IFREG: return .file
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symlink
+        default: return .other
+        }
+    }
+
+    /// lstat(2) of a path (not following a final symlink); nil if it fails.
+    public static func linkStatus(_ path: String) -> Glibc.stat? {
+        var st = Glibc.stat()
+        return lstat(path, &st) == 0 ? st : nil
+    }
+
+    /// Where a path leads: the real path of what it names, following every
+    /// symlink, also a dangling one, and for a name that does not exist yet
+    /// the real path of its directory plus the name. nil if a directory on
+    /// the way cannot be resolved.
+    public static func resolve(_ path: String, cwd: String = FileManager.default.currentDirectoryPath) -> String? {
+        var p = path.hasPrefix("/") ? path : cwd + "/" + path
+        for _ in 0..<40 {
+            if let r = realpath(p) { return r }
+            // A dangling symlink: follow it by hand.
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(p, &buf, buf.count - 1)
+            if n > 0 {
+                let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                p = target.hasPrefix("/") ? target : (p as NSString).deletingLastPathComponent + "/" + target
+                continue
+            }
+            let dir = (p as NSString).deletingLastPathComponent
+            let name = (p as NSString).lastPathComponent
+            guard let d = realpath(dir.isEmpty ? "/" : dir) else { return nil }
+            if name == "." || name == ".." || name.isEmpty { return realpath(d + "/" + name) }
+            return d == "/" ? "/" + name : d + "/" + name
+        }
+        return nil
+    }
+
+    /// Size limits of files read whole (a hostile or damaged file fails
+    /// with one line instead of filling memory).
+    public enum Limit {
+        /// `<id>.rev`, a job's `config`: a few hundred bytes when written
+        /// by backy.
+        public static let metadata = 1 << 20
+        /// `backy.conf`, the scheduler's status file (1,000 jobs take
+        /// about 300 KiB).
+        public static let configuration = 16 << 20
+        /// Chunk maps copied whole, backy 2.4 JSON maps (about 45 bytes per
+        /// 4 MiB chunk: 64 TiB of image), the verified index.
+        public static let map = 1 << 30
+    }
+
+    /// Reads a whole regular file of at most `limit` bytes. Refuses other
+    /// file types (a FIFO would block, a device never end) with one line.
+    public static func readFile(_ path: String, limit: Int) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         var st = Glibc.stat()
         if fstat(fd, &st) != 0 { throw BackyError.posix("cannot stat \(path)") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw BackyError(.corrupt, "\(path) is not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        func tooLarge() -> BackyError {
+            BackyError(.corrupt, "\(path) is larger than \(ByteFormat.flexible(Int64(limit))) (\(limit) bytes): not a file backy wrote")
+        }
+        if Int64(st.st_size) > Int64(limit) { throw tooLarge() }
         var out = [UInt8](repeating: 0, count: Int(st.st_size))
         let n = try out.withUnsafeMutableBytes { try preadFull(fd, $0.baseAddress!, $0.count, 0, path: path) }
         if n < out.count { out.removeLast(out.count - n) }
-        // A file that grew while reading: read the rest.
+        // A file that grew while reading: read the rest (up to the limit).
         var extra = [UInt8](repeating: 0, count: 65536)
         var off = Int64(n)
         while true {
             let r = try extra.withUnsafeMutableBytes { try preadFull(fd, $0.baseAddress!, $0.count, off, path: path) }
             if r == 0 { break }
+            if out.count + r > limit { throw tooLarge() }
             out.append(contentsOf: extra[0..<r])
             off += Int64(r)
         }
@@ -150,15 +243,19 @@ public enum Posix {
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o440, durable: Bool = true) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        var fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         do {
             try bytes.withUnsafeBytes { try pwriteFull(fd, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, $0.count, 0, path: tmp) }
             if fchmod(fd, mode) != 0 { throw BackyError.posix("cannot chmod \(tmp)") }
             if durable { try fsync(fd, path: tmp) }
-            close(fd)
+            // Closed exactly once: a second close after a failed rename
+            // could close a descriptor another thread opened meanwhile.
+            let closing = fd
+            fd = -1
+            if close(closing) != 0 { throw BackyError.posix("cannot close \(tmp)") }
             try rename(tmp, path)
         } catch {
-            close(fd)
+            if fd >= 0 { close(fd) }
             Glibc.unlink(tmp)
             throw error
         }

@@ -2,6 +2,7 @@
 // parsed through Yams (libyaml) with line numbers kept for error messages,
 // and emitted in the style PyYAML's safe_dump uses (sorted keys, flow style
 // for collections of scalars), which backy 2.4 writes and reads.
+import CLibYAML
 import Foundation
 import Yams
 
@@ -105,8 +106,14 @@ public struct YAMLMap: Equatable, Sendable {
 }
 
 public enum YAML {
-    /// Parses one YAML document. Errors carry the line number.
+    /// How deeply collections may nest (backy's files nest 3 levels).
+    public static let maxDepth = 64
+
+    /// Parses one YAML document. Errors carry the line number. Anchors,
+    /// aliases and nesting deeper than `maxDepth` are refused before the
+    /// document is composed (see `screen`).
     public static func parse(_ text: String, source: String = "YAML") throws -> YAMLValue {
+        try screen(text, source: source)
         let node: Node?
         do {
             node = try Yams.compose(yaml: text)
@@ -117,6 +124,52 @@ public enum YAML {
         }
         guard let n = node else { return .null }
         return try convert(n, source: source)
+    }
+
+    /// Walks libyaml's events (no document is built) and refuses anchors
+    /// and aliases — composing would expand them, so a few hundred bytes
+    /// (`&a [*a, *a, …]` nested) become gigabytes — and nesting deeper than
+    /// `maxDepth` (which would exhaust the stack of a recursive composer).
+    /// Syntax errors are left to the parser, which reports them better.
+    static func screen(_ text: String, source: String) throws {
+        var bytes = Array(text.utf8)
+        if bytes.isEmpty { return }
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            throw BackyError(.other, "\(source): cannot initialise the YAML parser")
+        }
+        defer { yaml_parser_delete(&parser) }
+        try bytes.withUnsafeMutableBufferPointer { b in
+            yaml_parser_set_input_string(&parser, b.baseAddress, b.count)
+            var depth = 0
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else { return }
+                defer { yaml_event_delete(&event) }
+                let line = Int(event.start_mark.line) + 1
+                func refuse(_ what: String) -> BackyError {
+                    BackyError(.usage, "\(source): line \(line): \(what)")
+                }
+                switch event.type {
+                case YAML_STREAM_END_EVENT:
+                    return
+                case YAML_ALIAS_EVENT:
+                    throw refuse("YAML aliases (*name) are not supported")
+                case YAML_SCALAR_EVENT:
+                    if event.data.scalar.anchor != nil { throw refuse("YAML anchors (&name) are not supported") }
+                case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
+                    let anchor = event.type == YAML_SEQUENCE_START_EVENT
+                        ? event.data.sequence_start.anchor : event.data.mapping_start.anchor
+                    if anchor != nil { throw refuse("YAML anchors (&name) are not supported") }
+                    depth += 1
+                    if depth > maxDepth { throw refuse("collections nested deeper than \(maxDepth) levels") }
+                case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+                    depth -= 1
+                default:
+                    break
+                }
+            }
+        }
     }
 
     private static func describe(_ e: YamlError) -> String {
