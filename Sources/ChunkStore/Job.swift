@@ -29,17 +29,40 @@ public final class Job: @unchecked Sendable {
         }
     }
 
+    /// Mode of a new job directory: only its owner may enter it (its
+    /// chunks are the VM's data), or with `groupAccess` also its group
+    /// (0750), whatever the umask.
+    public static func directoryMode(groupAccess: Bool) -> mode_t { groupAccess ? 0o750 : 0o700 }
+
+    /// Creates a job directory (missing parents 0755) with
+    /// `directoryMode`; an existing directory is left as it is. Returns
+    /// whether it was created.
+    @discardableResult
+    public static func createDirectory(_ path: String, groupAccess: Bool) throws -> Bool {
+        if Posix.isDirectory(path) { return false }
+        try createDirectory(path, mode: directoryMode(groupAccess: groupAccess))
+        return true
+    }
+
+    private static func createDirectory(_ path: String, mode: mode_t) throws {
+        if Posix.isDirectory(path) { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path && !Posix.isDirectory(parent) { try createDirectory(parent, mode: 0o755) }
+        if mkdir(path, mode) != 0 {
+            if errno == EEXIST && Posix.isDirectory(path) { return }  // made meanwhile
+            if errno == EEXIST { throw BackyError(.io, "cannot create job directory \(path): it exists and is not a directory") }
+            throw BackyError.posix("cannot create job directory \(path)")
+        }
+        // mkdir's mode is masked by the umask: set it exactly.
+        if chmod(path, mode) != 0 { throw BackyError.posix("cannot set the mode of \(path)") }
+    }
+
     /// Creates the job directory (if needed) and writes `config`; refuses to
     /// overwrite an existing config.
     @discardableResult
-    public static func initialize(path: String, source: YAMLMap, logger: Logger = Logger(label: "backy")) throws -> Job {
-        if !Posix.isDirectory(path) {
-            do {
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            } catch {
-                throw BackyError(.io, "cannot create job directory \(path): \(error.localizedDescription)")
-            }
-        }
+    public static func initialize(path: String, source: YAMLMap, groupAccess: Bool = false,
+                                  logger: Logger = Logger(label: "backy")) throws -> Job {
+        try createDirectory(path, groupAccess: groupAccess)
         let cfg = path + "/config"
         if Posix.exists(cfg) {
             throw BackyError(.usage, "Refusing to initialize with existing config \(cfg).")
@@ -58,8 +81,10 @@ public final class Job: @unchecked Sendable {
     /// The source description from `config`: backy 2.4's flat map, or 2.5's
     /// `{source: {...}, schedule: {...}}`.
     public func sourceConfig() throws -> YAMLMap {
-        let bytes = try Posix.readFile(configPath)
-        let text = String(decoding: bytes, as: UTF8.self)
+        let bytes = try Posix.readFile(configPath, limit: Posix.Limit.metadata)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw BackyError(.usage, "\(configPath): not UTF-8 text")
+        }
         let v = try YAML.parse(text, source: configPath)
         guard let m = v.map else { throw BackyError(.usage, "\(configPath): expected a YAML mapping") }
         if m["type"] == nil, let src = m["source"]?.map { return src }
@@ -82,40 +107,119 @@ public final class Job: @unchecked Sendable {
     /// backy 2.4's image or JSON map file of a legacy revision.
     public func legacyImagePath(_ id: String) -> String { path + "/" + id }
 
+    /// What a scan found: the revisions, and the `.rev` files it ignored
+    /// (with the reason), which are never used, changed or removed.
+    public struct ScanResult: Sendable {
+        public var revisions: [Revision] = []
+        public var ignored: [(name: String, reason: String)] = []
+
+        /// One line naming the ignored files (nil if none).
+        public var ignoredSummary: String? {
+            guard let first = ignored.first else { return nil }
+            let more = ignored.count > 1 ? " (and \(ignored.count - 1) more)" : ""
+            return "ignoring \(ignored.count) revision file(s) that are not valid revisions: \(first.name): \(first.reason)\(more)"
+        }
+    }
+
     /// All revisions, oldest first (by timestamp, then id). Symlinks such as
-    /// `last.rev` are skipped; a uuid found twice counts once.
-    public func scan() throws -> [Revision] {
+    /// `last.rev` are skipped; a uuid found twice counts once. Only files
+    /// named `<id>.rev` with a well-formed id (`RevisionID.isWellFormed`)
+    /// whose content carries the same id are revisions; anything else is
+    /// ignored and named in `ignored`.
+    public func scanReport() throws -> ScanResult {
         var seen = Set<String>()
-        var revs: [Revision] = []
+        var out = ScanResult()
         for name in try Posix.listDirectory(path) where name.hasSuffix(".rev") && !name.hasPrefix(".") {
             let p = path + "/" + name
             var st = stat()
             guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            let stem = String(name.dropLast(4))
+            guard RevisionID.isWellFormed(stem) else {
+                out.ignored.append((name, "not a revision id"))
+                continue
+            }
             let r: Revision
             do {
                 r = try Revision.load(path: p)
             } catch {
-                log.warning("Ignoring unreadable revision file \(name): \(error)")
+                out.ignored.append((name, "\(error)"))
                 continue
             }
-            if r.id + ".rev" != name {
-                log.warning("Ignoring \(name): its uuid is \(r.id)")
+            if r.id != stem {
+                out.ignored.append((name, "its uuid is \(r.id)"))
                 continue
             }
-            if seen.insert(r.id).inserted { revs.append(r) }
+            if seen.insert(r.id).inserted { out.revisions.append(r) }
         }
-        revs.sort { ($0.timestamp, $0.id) < ($1.timestamp, $1.id) }
-        return revs
+        out.revisions.sort { ($0.timestamp, $0.id) < ($1.timestamp, $1.id) }
+        out.ignored.sort { $0.name < $1.name }
+        return out
+    }
+
+    /// The last warning about ignored files (each is logged once per
+    /// process, not at every scan of one command).
+    private let warnedIgnored = Locked<String?>(nil)
+
+    /// `scanReport`'s revisions; ignored files are logged in one warning.
+    public func scan() throws -> [Revision] {
+        let r = try scanReport()
+        if let line = r.ignoredSummary {
+            let first = warnedIgnored.with { w -> Bool in defer { w = line }; return w != line }
+            if first { log.warning("\(name): \(line)") }
+        }
+        return r.revisions
     }
 
     /// Complete revisions, oldest first.
     public func history() throws -> [Revision] { try scan().filter { $0.isComplete } }
 
+    /// How far in the future a revision's timestamp may lie before it is
+    /// *future-dated* (clocks of one host differ by less).
+    public static let futureTolerance: TimeInterval = 600
+
+    /// Complete revisions that count as backups for `latest`, numbers,
+    /// tags, parents, the SLA and the schedule: not future-dated. A
+    /// revision dated after `now` + `futureTolerance` (a clock that was
+    /// wrong, a damaged or planted file) is flagged by status and check and
+    /// reachable only by its id.
+    public static func usable(_ all: [Revision], now: Date = Date()) -> [Revision] {
+        all.filter { $0.isComplete && !$0.isFutureDated(now: now) }
+    }
+
+    /// Why a complete revision cannot be read, from a cheap check of its
+    /// files (the map's header and size, not its checksum); nil if it looks
+    /// whole.
+    public func damage(of rev: Revision) -> String? {
+        guard rev.isComplete else { return nil }
+        switch rev.backend {
+        case .native:
+            do { _ = try ChunkMap.readHeader(path: mapPath(rev.id)) } catch { return "\(error)" }
+        case .legacyChunked, .cowfile:
+            let p = legacyImagePath(rev.id)
+            guard let st = Posix.status(p) else {
+                return "\(p): \(rev.backend == .cowfile ? "raw image" : "JSON map") is missing"
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { return "\(p) is not a regular file" }
+            if rev.backend == .legacyChunked {
+                var head = [UInt8](repeating: 0, count: 2)
+                let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+                defer { if fd >= 0 { Glibc.close(fd) } }
+                let n = fd < 0 ? -1 : head.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, 2, 0) }
+                if n != 2 || head != [UInt8(ascii: "{"), UInt8(ascii: "\"")] { return "\(p) is not a JSON chunk map" }
+            }
+        case .unknown(let s):
+            return "unknown backend type '\(s)'"
+        }
+        return nil
+    }
+
     /// Resolves a revision spec (backy 2.4 §2.3): a number counts back from
     /// the newest complete revision (0 = newest); an exact id; `last` or
     /// `latest`; a tag (newest complete revision carrying it).
-    public static func find(_ spec: String, in all: [Revision]) throws -> Revision {
-        let complete = all.filter { $0.isComplete }
+    /// Numbers, `latest` and tags count only usable (not future-dated)
+    /// revisions; an exact id finds any revision.
+    public static func find(_ spec: String, in all: [Revision], now: Date = Date()) throws -> Revision {
+        let complete = usable(all, now: now)
         let s = spec.trimmingCharacters(in: .whitespaces)
         if s.isEmpty { throw BackyError(.notFound, "empty revision spec") }
         if let n = Int(s) {
@@ -125,7 +229,7 @@ public final class Job: @unchecked Sendable {
         if let r = all.first(where: { $0.id == s }) { return r }
         if s == "last" || s == "latest" {
             if let r = complete.last { return r }
-            throw BackyError(.notFound, "unknown revision '\(spec)': the job has no complete revision")
+            throw BackyError(.notFound, "unknown revision '\(spec)': the job has no complete revision" + (all.contains { $0.isComplete } ? " that is not future-dated (give its id)" : ""))
         }
         if let r = complete.last(where: { $0.tags.contains(s) }) { return r }
         throw BackyError(.notFound, "unknown revision '\(spec)'")
@@ -169,7 +273,9 @@ public final class Job: @unchecked Sendable {
     /// Removes every file of a revision (`<id>.rev` last, so a crash in the
     /// middle leaves an incomplete revision that the next backup removes).
     public func removeRevision(_ id: String) throws {
-        precondition(RevisionID.isSafe(id))
+        guard RevisionID.isWellFormed(id) else {
+            throw BackyError(.usage, "refusing to remove '\(id)': not a revision id")
+        }
         for name in try Posix.listDirectory(path) where name.hasPrefix(id) && name != id + ".rev" {
             let rest = name.dropFirst(id.count)
             guard rest.isEmpty || rest.hasPrefix(".") else { continue }
@@ -197,16 +303,25 @@ public final class Job: @unchecked Sendable {
             try removeRevision(r.id)
             removed.append(r.id)
         }
-        // Temp files of interrupted metadata writes.
-        for name in try Posix.listDirectory(path) where name.contains(".tmp-") {
-            let p = path + "/" + name
-            if let pidPart = name.split(separator: "-").dropLast().last, let pid = Int32(pidPart),
-               kill(pid, 0) == 0 && pid != getpid() {
-                continue  // its writer still runs
-            }
-            try? Posix.unlinkIfPresent(p)
+        // Temp files of interrupted metadata writes whose writer is gone.
+        for name in try Posix.listDirectory(path) {
+            guard let pid = Job.tempFileWriter(name) else { continue }
+            if pid == getpid() || kill(pid, 0) == 0 || errno == EPERM { continue }  // its writer still runs
+            try? Posix.unlinkIfPresent(path + "/" + name)
         }
         return removed
+    }
+
+    /// The pid in the name of a metadata temp file: `<name>.tmp-<pid>`
+    /// (`last` links) or `<name>.tmp-<pid>-<random>` (atomic writes); nil
+    /// for any other name.
+    public static func tempFileWriter(_ name: String) -> Int32? {
+        guard let r = name.range(of: ".tmp-", options: .backwards) else { return nil }
+        let rest = name[r.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+        guard rest.count == 1 || rest.count == 2, let pid = Int32(rest[0]), pid > 0,
+              rest[0].allSatisfy({ $0.isASCII && $0.isNumber }),
+              rest.count == 1 || (!rest[1].isEmpty && rest[1].allSatisfy { $0.isASCII && $0.isNumber }) else { return nil }
+        return pid
     }
 
     /// Points `last` and `last.rev` at a revision (relative symlinks).

@@ -65,6 +65,11 @@ public struct Revision: Sendable, Equatable {
     }
 
     public var isComplete: Bool { stats["duration"] != nil }
+
+    /// Dated more than `Job.futureTolerance` after `now` (see `Job.usable`).
+    public func isFutureDated(now: Date = Date()) -> Bool {
+        timestamp.timeIntervalSince(now) > Job.futureTolerance
+    }
     public var duration: Double? { stats["duration"]?.double }
     public var bytesWritten: Int64 { stats["bytes_written"]?.int ?? 0 }
 
@@ -96,16 +101,24 @@ public struct Revision: Sendable, Equatable {
         let v = try YAML.parse(text, source: path)
         guard var m = v.map else { throw BackyError(.corrupt, "\(path): not a revision file (not a YAML mapping)") }
         guard let id = m["uuid"]?.string, !id.isEmpty else { throw BackyError(.corrupt, "\(path): revision has no uuid") }
+        guard RevisionID.isWellFormed(id) else {
+            throw BackyError(.corrupt, "\(path): '\(id.prefix(80))' is not a revision id")
+        }
         guard let tsValue = m["timestamp"] else { throw BackyError(.corrupt, "\(path): revision has no timestamp") }
-        let ts: Date
+        let seconds: Double
         switch tsValue {
-        case .int(let i): ts = Date(timeIntervalSince1970: Double(i))
-        case .double(let d): ts = Date(timeIntervalSince1970: d)
+        case .int(let i): seconds = Double(i)
+        case .double(let d): seconds = d
         case .string(let s):
-            guard let d = Timestamp.parse(s) else { throw BackyError(.corrupt, "\(path): bad timestamp '\(s)'") }
-            ts = d
+            guard let d = Timestamp.parse(s) else { throw BackyError(.corrupt, "\(path): bad timestamp '\(s.prefix(80))'") }
+            seconds = d.timeIntervalSince1970
         default: throw BackyError(.corrupt, "\(path): bad timestamp")
         }
+        guard Timestamp.isRepresentable(seconds) else {
+            throw BackyError(.corrupt, "\(path): timestamp \(tsValue.string ?? "?") is outside the years 1 to 9999")
+        }
+        let ts = Date(timeIntervalSince1970: seconds)
+        // A parent is only ever compared with ids, never made into a path.
         let parent = m["parent"]?.string.flatMap { $0.isEmpty ? nil : $0 }
         let stats = m["stats"]?.map ?? YAMLMap([("bytes_written", .int(0))])
         var tags = Set<String>()
@@ -128,7 +141,7 @@ public struct Revision: Sendable, Equatable {
     }
 
     public static func load(path: String) throws -> Revision {
-        let bytes = try Posix.readFile(path)
+        let bytes = try Posix.readFile(path, limit: Posix.Limit.metadata)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw BackyError(.corrupt, "\(path): not UTF-8 text")
         }

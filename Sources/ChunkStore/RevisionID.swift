@@ -27,9 +27,26 @@ public enum RevisionID {
         return String(out)
     }
 
-    /// Whether a string can be used as a revision id in file names.
-    public static func isSafe(_ s: String) -> Bool {
-        !s.isEmpty && s.count <= 64 && s.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-            && s.unicodeScalars.allSatisfy { $0.isASCII }
+    private static let alphabetBytes = Set(alphabet.map { $0.asciiValue! })
+
+    /// Whether a string is a revision id, the only names that may become
+    /// paths (`<id>.rev`, `<id>.map`, `<id>`): 22 characters of the base-57
+    /// alphabet (shortuuid, every backy since 2.0), or the UUID shape
+    /// `8-4-4-4-12` hex digits of older revisions. Nothing else: no dots,
+    /// slashes, or names like `config` and `chunks`.
+    public static func isWellFormed(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        if u.count == 22 { return u.allSatisfy { alphabetBytes.contains($0) } }
+        if u.count == 36 {
+            for (i, c) in u.enumerated() {
+                if i == 8 || i == 13 || i == 18 || i == 23 {
+                    if c != UInt8(ascii: "-") { return false }
+                } else if !((c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)) {
+                    return false
+                }
+            }
+            return true
+        }
+        return false
     }
 }

@@ -34,9 +34,24 @@ public enum Timestamp {
         public var year, month, day, hour, minute, second, microsecond: Int
     }
 
+    /// The instants backy reads from and writes to metadata: 0001-01-01
+    /// 00:00:00 to 9999-12-31 23:59:59 UTC (four-digit years).
+    public static let earliest: TimeInterval = -62_135_596_800
+    public static let latest: TimeInterval = 253_402_300_799
+
+    /// Whether `t` (seconds since the epoch) lies in that range.
+    public static func isRepresentable(_ t: Double) -> Bool {
+        t.isFinite && t >= earliest && t < latest + 1
+    }
+
     public static func parts(_ date: Date) -> Parts {
+        // Clamped to four-digit years, so no date can overflow the
+        // arithmetic below (a damaged file may say 1e300 or NaN).
+        var t = date.timeIntervalSince1970
+        if t.isNaN { t = 0 }
+        t = min(max(t, earliest), latest)
         // Round to whole microseconds first so formatting never shows 1000000.
-        let totalMicros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let totalMicros = Int64((t * 1_000_000).rounded())
         var secs = totalMicros / 1_000_000
         var micros = totalMicros % 1_000_000
         if micros < 0 { micros += 1_000_000; secs -= 1 }
@@ -92,9 +107,9 @@ public enum Timestamp {
     /// Parses the timestamp shapes found in `.rev` files; nil if none fits.
     public static func parse(_ text: String) -> Date? {
         let s = text.trimmingCharacters(in: .whitespaces)
-        if let d = Double(s), d.isFinite {
+        if let d = Double(s) {
             // Legacy float (or int) of seconds since the epoch.
-            return Date(timeIntervalSince1970: d)
+            return isRepresentable(d) ? Date(timeIntervalSince1970: d) : nil
         }
         let u = Array(s.utf8)
         var i = 0
@@ -163,7 +178,8 @@ public enum Timestamp {
         }
         guard i == u.count else { return nil }
         let base = date(year: y, month: mo, day: d, hour: hh, minute: mm, second: ss, microsecond: micros)
-        return base.addingTimeInterval(Double(-offset))
+        let t = base.addingTimeInterval(Double(-offset))
+        return isRepresentable(t.timeIntervalSince1970) ? t : nil
     }
 
     /// Parses "YYYY-MM-DD" (UTC midnight); nil otherwise.

@@ -51,7 +51,7 @@ public enum Expiry {
             outcome.removed.append(id)
         }
         // Point `last` at the newest complete revision again if it was removed.
-        if !outcome.removed.isEmpty, let newest = try job.scan().last(where: { $0.isComplete }) {
+        if !outcome.removed.isEmpty, let newest = Job.usable(try job.scan(), now: now).last {
             job.updateLastLinks(newest)
         }
         return outcome

@@ -41,14 +41,16 @@ public enum BackupRun {
         try job.store.create()
 
         var history = try job.history()
-        if source.usesParentMap, let last = history.last, Upgrader.isLegacy(last) {
+        // The parent is the newest usable revision: a future-dated one (a
+        // wrong clock, a damaged or planted file) never is.
+        if source.usesParentMap, let last = Job.usable(history, now: started).last, Upgrader.isLegacy(last) {
             // Continue backy 2.4's chain: its newest revision becomes native
             // (from the local store) so the next backup can be differential.
             log.info("Upgrading revision \(last.id) (written by backy 2.4) to continue its chain")
             try Upgrader(job: job, log: log, threads: threads).convert(last)
             history = try job.history()
         }
-        let parent = history.last
+        let parent = Job.usable(history, now: started).last
         var rev = Revision(id: RevisionID.make(), timestamp: started, parent: parent?.id, tags: tags)
         try job.save(rev)
         log.info("New revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]")
