@@ -30,8 +30,18 @@ public struct ChunkMap: Equatable, Sendable {
                   chunks: [ChunkID](repeating: .zero, count: ChunkMap.chunkCount(size, chunkSize)))
     }
 
+    /// ceil(size / chunkSize), without overflow for any size (a damaged
+    /// header may claim up to 2^64 - 1 bytes). `chunkSize` must be ≥ 512.
     public static func chunkCount(_ size: UInt64, _ chunkSize: Int) -> Int {
-        Int((size + UInt64(chunkSize) - 1) / UInt64(chunkSize))
+        precondition(chunkSize >= 512, "chunk size \(chunkSize)")
+        let (q, r) = size.quotientAndRemainder(dividingBy: UInt64(chunkSize))
+        return Int(q) + (r == 0 ? 0 : 1)
+    }
+
+    /// Chunk sizes a reader accepts: multiples of 512 up to 4 MiB (backy
+    /// writes 4 MiB; the limit keeps a damaged header from sizing buffers).
+    public static func acceptsChunkSize(_ cs: Int) -> Bool {
+        cs >= 512 && cs <= defaultChunkSize && cs % 512 == 0
     }
 
     /// Length of chunk `i` (the last one may be shorter).
@@ -81,34 +91,95 @@ public struct ChunkMap: Equatable, Sendable {
         bytes.count >= 8 && Array(bytes[0..<8]) == magic
     }
 
+    /// The fixed fields of a map file.
+    public struct Header: Equatable, Sendable {
+        public var chunkSize: Int
+        public var imageSize: UInt64
+        public var count: Int
+        /// The size the whole file must have.
+        public var fileSize: Int { ChunkMap.headerSize + 32 * count }
+    }
+
+    static func invalid(_ path: String, _ why: String) -> BackyError {
+        BackyError(.corrupt, "\(path): not a valid chunk map (\(why))")
+    }
+
+    /// Checks the header's fields (not the checksum). Throws for anything a
+    /// writer of this format cannot have written.
+    public static func decodeHeader(_ b: UnsafeRawBufferPointer, path: String = "map") throws -> Header {
+        guard b.count >= headerSize else { throw invalid(path, "\(b.count) bytes, shorter than the header") }
+        for i in 0..<8 where b[i] != magic[i] { throw invalid(path, "bad magic") }
+        let version = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard version == ChunkMap.version else { throw invalid(path, "unknown version \(version)") }
+        let cs = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        let size = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        let count = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        guard acceptsChunkSize(cs) else { throw invalid(path, "chunk size \(cs)") }
+        guard count == UInt64(chunkCount(size, cs)) else { throw invalid(path, "\(count) chunks for \(size) bytes") }
+        // The file must be able to hold the digests (no overflow, < 2^62).
+        guard count <= UInt64(Int.max / 64) else { throw invalid(path, "\(count) chunks") }
+        return Header(chunkSize: cs, imageSize: size, count: Int(count))
+    }
+
     public static func decode(_ bytes: [UInt8], path: String = "map") throws -> ChunkMap {
-        func bad(_ why: String) -> BackyError { BackyError(.corrupt, "\(path): not a valid chunk map (\(why))") }
-        guard bytes.count >= headerSize else { throw bad("\(bytes.count) bytes, shorter than the header") }
         return try bytes.withUnsafeBytes { b -> ChunkMap in
-            let p = b.baseAddress!
-            guard Array(bytes[0..<8]) == magic else { throw bad("bad magic") }
-            let version = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            guard version == ChunkMap.version else { throw bad("unknown version \(version)") }
-            let cs = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-            let size = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-            let count = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-            guard cs > 0, cs % 512 == 0 else { throw bad("chunk size \(cs)") }
-            guard count == UInt64(chunkCount(size, cs)) else { throw bad("\(count) chunks for \(size) bytes") }
-            guard UInt64(bytes.count) == UInt64(headerSize) + 32 * count else {
-                throw bad("\(bytes.count) bytes, expected \(UInt64(headerSize) + 32 * count)")
+            let h = try decodeHeader(b, path: path)
+            guard bytes.count == h.fileSize else {
+                throw invalid(path, "\(bytes.count) bytes, expected \(h.fileSize)")
             }
+            let p = b.baseAddress!
             let stored = ChunkID(bytes: p + 32)
-            guard checksum(b) == stored else { throw bad("checksum mismatch") }
+            guard checksum(b) == stored else { throw invalid(path, "checksum mismatch") }
             var chunks = [ChunkID]()
-            chunks.reserveCapacity(Int(count))
-            for i in 0..<Int(count) { chunks.append(ChunkID(bytes: p + headerSize + 32 * i)) }
-            return ChunkMap(imageSize: size, chunkSize: cs, chunks: chunks)
+            chunks.reserveCapacity(h.count)
+            for i in 0..<h.count { chunks.append(ChunkID(bytes: p + headerSize + 32 * i)) }
+            return ChunkMap(imageSize: h.imageSize, chunkSize: h.chunkSize, chunks: chunks)
         }
     }
 
+    /// Opens a map file and checks its header against its size; returns
+    /// the descriptor (the caller closes it) and the header. A missing file
+    /// is `.notFound` (with errno ENOENT); any other failure `.io` or
+    /// `.corrupt`.
+    static func openChecked(path: String) throws -> (fd: Int32, header: Header) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 {
+            let e = errno
+            if e == ENOENT { throw BackyError(.notFound, "\(path): map file is missing", errno: e) }
+            throw BackyError.posix("cannot open map \(path)", e)
+        }
+        do {
+            var st = stat()
+            if fstat(fd, &st) != 0 { throw BackyError.posix("cannot stat \(path)") }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw invalid(path, "not a regular file") }
+            var raw = [UInt8](repeating: 0, count: headerSize)
+            let n = try raw.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, headerSize, 0, path: path) }
+            let h = try raw.withUnsafeBytes { try decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path) }
+            guard Int64(st.st_size) == Int64(h.fileSize) else {
+                throw invalid(path, "\(st.st_size) bytes, expected \(h.fileSize)")
+            }
+            return (fd, h)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// Reads only the header (and checks the file's size against it).
+    public static func readHeader(path: String) throws -> Header {
+        let (fd, h) = try openChecked(path: path)
+        Glibc.close(fd)
+        return h
+    }
+
+    /// Reads and checks a whole map. Never allocates more than the file
+    /// holds, whatever its header claims.
     public static func read(path: String) throws -> ChunkMap {
-        let bytes: [UInt8]
-        do { bytes = try Posix.readFile(path) } catch let e as BackyError { throw BackyError(.notFound, e.message) }
+        let (fd, h) = try openChecked(path: path)
+        defer { Glibc.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: h.fileSize)
+        let n = try bytes.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, $0.count, 0, path: path) }
+        guard n == h.fileSize else { throw invalid(path, "\(n) bytes, expected \(h.fileSize)") }
         return try decode(bytes, path: path)
     }
 

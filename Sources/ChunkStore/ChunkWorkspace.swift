@@ -7,14 +7,16 @@ public final class ChunkWorkspace {
 
     /// Uncompressed chunk bytes.
     public let data: UnsafeMutableRawBufferPointer
-    /// Encoded chunk file bytes (header + payload).
+    /// Encoded chunk file bytes: a native chunk file (header + payload) or
+    /// a backy 2.4 LZO chunk, whichever can be larger.
     public let file: UnsafeMutableRawBufferPointer
     public let compressor: ZstdCompressor
     public let decompressor: ZstdDecompressor
 
     public init(chunkSize: Int = ChunkWorkspace.chunkSize, level: Int32 = ChunkStore.defaultLevel) {
         data = .allocate(byteCount: chunkSize, alignment: 4096)
-        file = .allocate(byteCount: ChunkHeader.size + max(ZstdCompressor.bound(chunkSize), chunkSize), alignment: 4096)
+        file = .allocate(byteCount: max(ChunkHeader.size + max(ZstdCompressor.bound(chunkSize), chunkSize),
+                                        LZO.maxFrameSize(uncompressed: chunkSize)), alignment: 4096)
         compressor = ZstdCompressor(level: level)
         decompressor = ZstdDecompressor()
     }

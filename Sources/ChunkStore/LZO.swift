@@ -19,6 +19,13 @@ public enum LZO {
         }
     }
 
+    /// The largest python-lzo frame of `n` uncompressed bytes: LZO1X's
+    /// worst case for incompressible data (n + n/16 + 64 + 3) plus the
+    /// 5-byte header. backy 2.4 wrote such chunks for encrypted disks.
+    public static func maxFrameSize(uncompressed n: Int) -> Int {
+        n + n / 16 + 64 + 3 + 5
+    }
+
     /// The uncompressed length a frame announces.
     public static func frameLength(_ src: UnsafeRawBufferPointer) throws -> Int {
         guard src.count >= 5 else { throw Failure.header("\(src.count) bytes") }

@@ -21,8 +21,11 @@ public struct LegacyMap: Sendable, Equatable {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
             throw BackyError(.corrupt, "\(path): not a valid JSON chunk map")
         }
-        guard let sizeNum = obj["size"] as? NSNumber, sizeNum.int64Value >= 0 else {
-            throw BackyError(.corrupt, "\(path): JSON chunk map has no size")
+        // An integer number of bytes (a float or a huge number is damage;
+        // NSNumber's conversions would silently wrap it).
+        guard let sizeNum = obj["size"] as? NSNumber, let size = UInt64(sizeNum.stringValue),
+              size <= UInt64(Int64.max) else {
+            throw BackyError(.corrupt, "\(path): JSON chunk map has no valid size (\(String(describing: obj["size"] ?? "none")))")
         }
         guard let m = obj["mapping"] as? [String: Any] else {
             throw BackyError(.corrupt, "\(path): JSON chunk map has no mapping")
@@ -36,12 +39,24 @@ public struct LegacyMap: Sendable, Equatable {
             }
             mapping[i] = h
         }
-        return LegacyMap(size: UInt64(sizeNum.int64Value), mapping: mapping)
+        let map = LegacyMap(size: size, mapping: mapping)
+        // backy 2.4 writes an entry for every chunk (zeros too). A few
+        // missing entries are read as "Under-run" errors of those chunks;
+        // a size that needs far more chunks than the map names is damage
+        // (and must not make readers allocate for it).
+        if map.chunkCount > 2 * mapping.count + 16 {
+            throw BackyError(.corrupt, "\(path): JSON chunk map names \(mapping.count) chunks, but its size \(size) needs \(map.chunkCount)")
+        }
+        return map
     }
 
     public static func read(path: String) throws -> LegacyMap {
         let bytes: [UInt8]
-        do { bytes = try Posix.readFile(path) } catch let e as BackyError { throw BackyError(.notFound, e.message) }
+        do {
+            bytes = try Posix.readFile(path, limit: Posix.Limit.map)
+        } catch let e as BackyError where e.isNoSuchFile {
+            throw BackyError(.notFound, e.message, errno: e.errno)
+        }
         return try parse(bytes, path: path)
     }
 
@@ -92,16 +107,14 @@ public final class LegacyImage: ImageReader, @unchecked Sendable {
     public static func readChunk(hash: String, store: ChunkStore, into out: UnsafeMutableRawBufferPointer,
                                  workspace ws: ChunkWorkspace, need: Int) throws -> Int {
         let p = LegacyMap.chunkPath(store: store, hash: hash)
-        let fd = open(p, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { throw ChunkReadError(name: hash, fault: .missing) }
-            throw ChunkReadError(name: hash, fault: .io("cannot open \(p): \(String(cString: strerror(errno)))"))
-        }
+        let fd = try ChunkStore.openChunkFile(p, name: hash)
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ChunkReadError(name: hash, fault: .io("cannot stat \(p)")) }
         let size = Int(st.st_size)
-        guard size <= ws.file.count else { throw ChunkReadError(name: hash, fault: .corrupt("\(size) bytes is too large")) }
+        guard size <= LZO.maxFrameSize(uncompressed: LegacyMap.chunkSize), size <= ws.file.count else {
+            throw ChunkReadError(name: hash, fault: .corrupt("\(size) bytes is larger than LZO can make of a 4 MiB chunk"))
+        }
         let got: Int
         do { got = try Posix.preadFull(fd, ws.file.baseAddress!, size, 0, path: p) } catch {
             throw ChunkReadError(name: hash, fault: .io("\(error)"))

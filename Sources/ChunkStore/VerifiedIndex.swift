@@ -17,11 +17,13 @@ public struct VerifiedIndex: Sendable {
 
     public static func load(_ job: Job) -> VerifiedIndex {
         var idx = VerifiedIndex()
-        guard let bytes = try? Posix.readFile(path(job)), bytes.count >= 16,
+        guard let bytes = try? Posix.readFile(path(job), limit: Posix.Limit.map), bytes.count >= 16,
               Array(bytes[0..<8]) == magic else { return idx }
         bytes.withUnsafeBytes { b in
-            let n = Int(UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-            guard bytes.count >= 16 + 12 * n else { return }
+            // The count must fit the file (a damaged one may say 2^64 - 1).
+            let count = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            guard count <= UInt64((bytes.count - 16) / 12) else { return }
+            let n = Int(count)
             idx.times.reserveCapacity(n)
             for i in 0..<n {
                 let key = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16 + 12 * i, as: UInt64.self))
