@@ -154,10 +154,9 @@ public final class ChunkStore: @unchecked Sendable {
                      checkHash: Bool) throws -> Int {
         if id.isZero { throw ChunkReadError(id: id, fault: .corrupt("the zero chunk has no file")) }
         let p = path(id)
-        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { throw ChunkReadError(id: id, fault: .missing) }
-            throw ChunkReadError(id: id, fault: .io("cannot open \(p): \(String(cString: strerror(errno)))"))
+        let fd: Int32
+        do { fd = try ChunkStore.openChunkFile(p, name: id.hex) } catch let e as ChunkReadError {
+            throw ChunkReadError(id: id, fault: e.fault)
         }
         defer { close(fd) }
         let n: Int
@@ -210,6 +209,23 @@ public final class ChunkStore: @unchecked Sendable {
         return n
     }
 
+    /// Opens a chunk file for reading. A symlink is never followed (a store
+    /// holds only regular files: a link could lead into another job's store
+    /// or anywhere else); it reads as a corrupt chunk.
+    static func openChunkFile(_ p: String, name: String) throws -> Int32 {
+        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        if fd >= 0 {
+            var st = stat()
+            if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { return fd }
+            close(fd)
+            throw ChunkReadError(name: name, fault: .corrupt("\(p) is not a regular file"))
+        }
+        let e = errno
+        if e == ENOENT { throw ChunkReadError(name: name, fault: .missing) }
+        if e == ELOOP { throw ChunkReadError(name: name, fault: .corrupt("\(p) is a symlink")) }
+        throw ChunkReadError(name: name, fault: .io("cannot open \(p): \(String(cString: strerror(e)))"))
+    }
+
     /// fsyncs the subdirectories (by first byte) in which chunks were renamed.
     public func syncDirectories(_ prefixes: Set<UInt8>) throws {
         for b in prefixes.sorted() {
@@ -220,30 +236,62 @@ public final class ChunkStore: @unchecked Sendable {
     /// An entry found when listing the store.
     public enum Entry {
         case chunk(ChunkID)
-        case temp(path: String, tag: String)
-        case other(path: String)
+        /// A file in a chunk subdirectory that is not a native chunk
+        /// (backy 2.4's `<32 hex>.chunk.lzo`, a v1 subdirectory, junk).
+        case other(path: String, prefix: String, name: String)
     }
 
-    /// Lists every native chunk file and temp file (unsorted). Files of other
-    /// formats (backy 2.4's `.chunk.lzo`) are reported as `.other`.
-    public func list(_ body: (Entry) throws -> Void) throws {
-        guard Posix.isDirectory(root) else { return }
-        if Posix.isDirectory(tempDirectory) {
-            for name in try Posix.listDirectory(tempDirectory) {
-                let parts = name.split(separator: ".")
-                let tag = parts.count >= 3 ? String(parts[parts.count - 2]) : ""
-                try body(.temp(path: tempDirectory + "/" + name, tag: tag))
-            }
+    /// A store that purge and verify may not act on.
+    static func notOwn(_ what: String) -> BackyError {
+        BackyError(.corrupt, "\(what): refusing to act on a chunk store that is not provably this job's own (chunks/ and its subdirectories must be real directories, not symlinks)")
+    }
+
+    /// Proves the store is the job's own before purge or verify act on it:
+    /// `chunks/` and every entry directly in it that is a directory are
+    /// real directories, not symlinks (a symlink could lead into another
+    /// job's store, whose chunks purge would then remove, or anywhere
+    /// else). A missing store is an empty one.
+    public func checkOwnership() throws {
+        guard let st = Posix.linkStatus(root) else {
+            if errno == ENOENT { return }
+            throw BackyError.posix("cannot stat \(root)")
         }
-        for sub in try Posix.listDirectory(root).sorted() {
-            let dir = root + "/" + sub
-            guard sub.utf8.count == 2, Posix.isDirectory(dir) else { continue }
-            for name in try Posix.listDirectory(dir) {
-                if name.hasSuffix(ChunkStore.suffix), name.utf8.count == 64 + ChunkStore.suffix.utf8.count,
-                   let id = ChunkID(hex: name.prefix(64)) {
+        switch Posix.entryType(st.st_mode) {
+        case .directory: break
+        case .symlink: throw ChunkStore.notOwn("\(root) is a symlink")
+        default: throw ChunkStore.notOwn("\(root) is not a directory")
+        }
+        for e in try Posix.listDirectoryTyped(root) where e.type == .symlink {
+            throw ChunkStore.notOwn("\(root)/\(e.name) is a symlink")
+        }
+    }
+
+    /// Lists every native chunk file and every other file in the chunk
+    /// subdirectories (unsorted; temp files are not listed). With `strict`
+    /// (purge), a symlink anywhere in the store is an error; otherwise
+    /// symlinks are skipped.
+    public func list(strict: Bool = false, _ body: (Entry) throws -> Void) throws {
+        guard Posix.isDirectory(root) else { return }
+        if strict { try checkOwnership() }
+        for sub in try Posix.listDirectoryTyped(root).sorted(by: { $0.name < $1.name }) {
+            guard sub.name.utf8.count == 2, sub.name != ChunkStore.tempDirName else { continue }
+            if sub.type == .symlink {
+                if strict { throw ChunkStore.notOwn("\(root)/\(sub.name) is a symlink") }
+                continue
+            }
+            guard sub.type == .directory else { continue }
+            let dir = root + "/" + sub.name
+            for e in try Posix.listDirectoryTyped(dir) {
+                if e.type == .symlink {
+                    if strict { throw ChunkStore.notOwn("\(dir)/\(e.name) is a symlink") }
+                    continue
+                }
+                let name = e.name
+                if e.type == .file, name.hasSuffix(ChunkStore.suffix), name.utf8.count == 64 + ChunkStore.suffix.utf8.count,
+                   let id = ChunkID(hex: name.prefix(64)), id.prefix == sub.name {
                     try body(.chunk(id))
                 } else {
-                    try body(.other(path: dir + "/" + name))
+                    try body(.other(path: dir + "/" + name, prefix: sub.name, name: name))
                 }
             }
         }

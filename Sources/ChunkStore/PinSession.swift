@@ -102,7 +102,7 @@ public final class PinSession: @unchecked Sendable {
             if errno == ENOENT { throw BackyError(.notFound, "revision \(revision) has no map (removed?)") }
             if errno == EPERM || errno == EXDEV || errno == EMLINK {
                 // No hard links here: copy the map instead.
-                let bytes = try Posix.readFile(mapPath)
+                let bytes = try Posix.readFile(mapPath, limit: Posix.Limit.map)
                 try Posix.writeFileAtomically(link, bytes, mode: 0o440, durable: false)
             } else {
                 throw BackyError.posix("cannot link \(mapPath) to \(link)")
@@ -129,31 +129,63 @@ extension PinSession {
         public var tempFiles = 0
     }
 
+    /// Whether `s` is a session id (16 lowercase hex digits).
+    static func isSessionID<S: StringProtocol>(_ s: S) -> Bool {
+        s.utf8.count == 16 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    /// The session of a chunk temp file `<64 hex>.<session>.tmp`; nil for
+    /// any other name.
+    static func tempFileSession(_ name: String) -> Substring? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[2] == "tmp", parts[0].utf8.count == 64, ChunkID(hex: parts[0]) != nil,
+              isSessionID(parts[1]) else { return nil }
+        return parts[1]
+    }
+
+    /// Throws unless `path` is a real directory (or absent): cleaning up
+    /// through a symlink would remove files somewhere else.
+    static func requireRealDirectory(_ path: String) throws -> Bool {
+        guard let st = Posix.linkStatus(path) else {
+            if errno == ENOENT { return false }
+            throw BackyError.posix("cannot stat \(path)")
+        }
+        guard Posix.entryType(st.st_mode) == .directory else {
+            throw ChunkStore.notOwn("\(path) is \(Posix.entryType(st.st_mode) == .symlink ? "a symlink" : "not a directory")")
+        }
+        return true
+    }
+
     /// Removes the pins and chunk temp files of sessions whose process is
     /// gone (their pin file is no longer locked). Safe while other sessions
-    /// run: a live session's pin file is always locked.
+    /// run: a live session's pin file is always locked. Only names of the
+    /// pin and temp file schemes are touched, and never through a symlink.
     @discardableResult
     public static func cleanDead(jobPath: String, store: ChunkStore) throws -> Cleanup {
         var result = Cleanup()
         let dir = jobPath + "/" + directoryName
-        var live = Set<String>()
-        var dead = Set<String>()
-        if Posix.isDirectory(dir) {
+        var live = Set<Substring>()
+        var dead = Set<Substring>()
+        if try requireRealDirectory(dir) {
             let names = try Posix.listDirectory(dir)
             let now = Date().timeIntervalSince1970
             for name in names where name.hasSuffix(".pin") || name.hasSuffix(".new") {
-                let sid = String(name.prefix { $0 != "." })
+                let sid = name.dropLast(4)
+                guard isSessionID(sid) else { continue }
                 let p = dir + "/" + name
                 // A `.new` file is locked right after it is created; only an
                 // old one can belong to a session that died in between.
                 if name.hasSuffix(".new") {
-                    guard let st = Posix.status(p), now - Double(st.st_mtim.tv_sec) > 60 else {
+                    guard let st = Posix.linkStatus(p), now - Double(st.st_mtim.tv_sec) > 60 else {
                         live.insert(sid)
                         continue
                     }
                 }
-                let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC)
-                if fd < 0 { continue }
+                let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+                if fd < 0 {
+                    if errno == ENOENT { continue }
+                    throw BackyError.posix("cannot open pin file \(p)")
+                }
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 {
                     // Nobody holds it: the session is dead.
                     Glibc.unlink(p)
@@ -165,14 +197,19 @@ extension PinSession {
                 Glibc.close(fd)
             }
             for name in names where name.hasSuffix(".map") {
-                let sid = String(name.prefix { $0 != "." })
-                if !live.contains(sid) { Glibc.unlink(dir + "/" + name) }
+                let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+                guard parts.count == 3, isSessionID(parts[0]), RevisionID.isWellFormed(String(parts[1])) else { continue }
+                if !live.contains(parts[0]) { Glibc.unlink(dir + "/" + name) }
             }
         }
-        if Posix.isDirectory(store.tempDirectory) {
+        // Temp files only in a store of real directories (a symlinked store
+        // may be another job's, whose live sessions this job cannot see;
+        // purge refuses such a store anyway).
+        let ownStore = ((try? requireRealDirectory(store.root)) ?? false)
+            && ((try? requireRealDirectory(store.tempDirectory)) ?? false)
+        if ownStore {
             for name in try Posix.listDirectory(store.tempDirectory) {
-                let parts = name.split(separator: ".")
-                let sid = parts.count >= 3 ? String(parts[parts.count - 2]) : ""
+                guard let sid = tempFileSession(name) else { continue }
                 if !live.contains(sid) {
                     // Check again: the session may have started after the scan.
                     if Posix.exists(dir + "/" + sid + ".pin") && !dead.contains(sid) { continue }

@@ -30,48 +30,49 @@ public final class Purger {
     /// Runs a purge. The caller holds `.purge` exclusively.
     public func run() throws -> Result {
         var result = Result()
+        // Only in a store that is provably this job's own: a symlinked
+        // chunks/ or subdirectory could be another job's (or anything).
+        try job.store.checkOwnership()
         let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
         result.removedTempFiles = cleaned.tempFiles
         result.deadSessions = cleaned.sessions
         // Candidates: every chunk file present now (native, and backy 2.4's
         // `.chunk.lzo`). Chunks written later are not candidates, so they
         // cannot be removed by this run.
-        enum Candidate { case native(ChunkID), legacy(String, String) }
+        enum Candidate { case native(ChunkID), legacy(hash: String, prefix: String, name: String) }
         var candidates: [Candidate] = []
-        try job.store.list { entry in
+        try job.store.list(strict: true) { entry in
             switch entry {
             case .chunk(let id): candidates.append(.native(id))
-            case .other(let path):
-                let name = (path as NSString).lastPathComponent
-                if name.hasSuffix(".chunk.lzo"), name.utf8.count == 32 + 10 {
-                    candidates.append(.legacy(String(name.prefix(32)), path))
+            case .other(_, let prefix, let name):
+                if name.hasSuffix(".chunk.lzo"), name.utf8.count == 32 + 10, name.hasPrefix(prefix) {
+                    candidates.append(.legacy(hash: String(name.prefix(32)), prefix: prefix, name: name))
                 }
-            case .temp: break
             }
         }
         let refs = References(job: job)
         let gate = Gate(jobPath: job.path)
+        let dirs = candidates.isEmpty ? nil : try StoreDirectories(root: job.store.root)
         var index = 0
         while index < candidates.count {
             let end = min(candidates.count, index + batchSize)
             try gate.exclusive {
                 let referenced = try refs.refresh()
                 for c in candidates[index..<end] {
-                    let p: String
+                    let prefix: String, name: String
                     switch c {
                     case .native(let id):
                         if referenced.native.contains(id) { result.keptChunks += 1; continue }
-                        p = job.store.path(id)
-                    case .legacy(let hash, let path):
+                        prefix = id.prefix
+                        name = id.hex + ChunkStore.suffix
+                    case .legacy(let hash, let pfx, let n):
                         if referenced.legacy.contains(hash) { result.keptChunks += 1; continue }
-                        p = path
+                        prefix = pfx
+                        name = n
                     }
-                    let size = Posix.status(p).map { Int64($0.st_size) } ?? 0
-                    if unlink(p) == 0 {
+                    if let size = try dirs!.remove(name, in: prefix) {
                         result.removedChunks += 1
                         result.freedBytes += size
-                    } else if errno != ENOENT {
-                        throw BackyError.posix("cannot remove \(p)")
                     }
                 }
             }
@@ -79,5 +80,58 @@ public final class Purger {
         }
         log.info("Purged \(result.removedChunks) chunks (\(ByteFormat.flexible(result.freedBytes))), kept \(result.keptChunks); removed \(result.removedTempFiles) temp files of \(result.deadSessions) dead sessions")
         return result
+    }
+}
+
+/// The store's directories opened without following symlinks, so that a
+/// directory swapped for a symlink after the store was checked cannot
+/// redirect a deletion (unlinkat relative to the opened directory).
+final class StoreDirectories {
+    private let rootFd: Int32
+    private let root: String
+    private var subFds: [String: Int32] = [:]
+
+    init(root: String) throws {
+        self.root = root
+        rootFd = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if rootFd < 0 {
+            if errno == ELOOP { throw ChunkStore.notOwn("\(root) is a symlink") }
+            throw BackyError.posix("cannot open \(root)")
+        }
+    }
+
+    deinit {
+        for fd in subFds.values { close(fd) }
+        close(rootFd)
+    }
+
+    private func directory(_ prefix: String) throws -> Int32 {
+        if let fd = subFds[prefix] { return fd }
+        let fd = openat(rootFd, prefix, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ELOOP || errno == ENOTDIR { throw ChunkStore.notOwn("\(root)/\(prefix) is not a directory") }
+            throw BackyError.posix("cannot open \(root)/\(prefix)")
+        }
+        subFds[prefix] = fd
+        return fd
+    }
+
+    /// Removes one file (never a symlink's target: unlinkat removes the
+    /// name). Returns its size, or nil if it was gone already.
+    func remove(_ name: String, in prefix: String) throws -> Int64? {
+        let dfd = try directory(prefix)
+        var st = stat()
+        if fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT { return nil }
+            throw BackyError.posix("cannot stat \(root)/\(prefix)/\(name)")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ChunkStore.notOwn("\(root)/\(prefix)/\(name) is not a regular file")
+        }
+        if unlinkat(dfd, name, 0) != 0 {
+            if errno == ENOENT { return nil }
+            throw BackyError.posix("cannot remove \(root)/\(prefix)/\(name)")
+        }
+        return Int64(st.st_size)
     }
 }

@@ -2,6 +2,12 @@
 // to — native chunk ids from binary maps and pin files, and backy 2.4 chunk
 // hashes from JSON maps. Reads every map once and re-reads only maps and pin
 // bytes that are new, so purge can recompute the set before each batch.
+//
+// Purge deletes what this set does not name, so it fails rather than
+// guesses: a map, pin file or revision it cannot read is an error (nothing
+// is deleted), never "absent". Only a file that is really gone (ENOENT, and
+// nothing left under its name) is skipped, and every complete revision must
+// have had its map read.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -14,9 +20,18 @@ public final class References {
     }
 
     public let job: Job
-    private enum Parsed { case native([ChunkID]), legacy([String]) }
-    /// Map files read so far, by path and inode.
-    private var maps: [String: (ino: UInt64, parsed: Parsed)] = [:]
+    private enum Parsed { case native([ChunkID]), legacy([String]), image }
+    private struct Identity: Equatable {
+        var ino: UInt64, size: Int64, mtime: Int, mtimeNsec: Int
+        init(_ st: stat) {
+            ino = UInt64(st.st_ino); size = Int64(st.st_size)
+            mtime = st.st_mtim.tv_sec; mtimeNsec = st.st_mtim.tv_nsec
+        }
+    }
+    /// Map files read so far, by path.
+    private var maps: [String: (id: Identity, parsed: Parsed)] = [:]
+    /// Revision files parsed so far, by path (nil: not a readable revision).
+    private var revs: [String: (id: Identity, rev: Revision?)] = [:]
     /// Pin files read so far: path → (bytes consumed, ids).
     private var pins: [String: (offset: Int, ids: [ChunkID])] = [:]
 
@@ -24,57 +39,112 @@ public final class References {
         self.job = job
     }
 
+    /// Why purge must not delete anything now.
+    static func refuse(_ why: String) -> BackyError {
+        BackyError(.corrupt, "\(why); purge removes nothing until this is repaired")
+    }
+
+    /// stat(2) of a file that must be readable: nil if it is really gone
+    /// (ENOENT, and no dangling symlink left under its name); throws for
+    /// anything else.
+    private func statOrGone(_ p: String) throws -> stat? {
+        var st = stat()
+        if stat(p, &st) == 0 { return st }
+        let e = errno
+        if e == ENOENT, Posix.linkStatus(p) == nil, errno == ENOENT { return nil }
+        if e == ENOENT { throw References.refuse("\(p) is a dangling symlink") }
+        throw References.refuse("cannot stat \(p): \(String(cString: strerror(e)))")
+    }
+
+    /// Reads the first bytes of a file (to tell a map from a raw image).
+    private func head(_ p: String, _ n: Int) throws -> [UInt8]? {
+        let fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw References.refuse("cannot open \(p): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var b = [UInt8](repeating: 0, count: n)
+        let got = try b.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, n, 0, path: p) }
+        return Array(b[0..<got])
+    }
+
+    /// Parses one map file (native or backy 2.4 JSON); `imageOK`: a file
+    /// that is neither may be a backy 2.x raw image. nil if it went away.
+    private func parse(_ p: String, imageOK: Bool) throws -> Parsed? {
+        guard let first = try head(p, 8) else { return nil }
+        do {
+            if first.count >= 2 && first[0] == UInt8(ascii: "{") && first[1] == UInt8(ascii: "\"") {
+                return .legacy(Array(try LegacyMap.read(path: p).distinctChunks))
+            }
+            if first == ChunkMap.magic {
+                return .native(try ChunkMap.read(path: p).chunks)
+            }
+        } catch let e as BackyError where e.isNoSuchFile {
+            return nil
+        } catch {
+            throw References.refuse("\(error)")
+        }
+        if imageOK { return .image }
+        throw References.refuse("\(p): neither a chunk map nor a backy 2.4 map")
+    }
+
     /// Re-scans maps and pins; returns the referenced chunks. Throws if a
-    /// map cannot be read: then nothing may be deleted.
+    /// map, a pin file or a complete revision cannot be read: then nothing
+    /// may be deleted.
     public func refresh() throws -> Set2 {
         var mapFiles: [String] = []
-        var legacyFiles: [String] = []
-        for name in try Posix.listDirectory(job.path) where !name.hasPrefix(".") {
+        var revFiles: [String] = []
+        var legacyFiles = Set<String>()
+        for e in try Posix.listDirectoryTyped(job.path) where !e.name.hasPrefix(".") {
+            let name = e.name
             if name.hasSuffix(".map") {
-                mapFiles.append(job.path + "/" + name)
-            } else if name.hasSuffix(".rev") {
-                // backy 2.4 revisions (complete or not) keep their JSON map in <id>.
-                let id = String(name.dropLast(4))
-                let p = job.path + "/" + id
-                if let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 2 {
-                    legacyFiles.append(p)
-                }
+                let stem = String(name.dropLast(4))
+                // Only `<id>.map` is ever read as a revision's map; other
+                // names protect nothing.
+                if RevisionID.isWellFormed(stem) { mapFiles.append(job.path + "/" + name) }
+            } else if name.hasSuffix(".rev"), e.type == .file, RevisionID.isWellFormed(String(name.dropLast(4))) {
+                revFiles.append(job.path + "/" + name)
+                // backy 2.4 revisions (complete or not) keep their JSON map
+                // (or raw image) in <id>.
+                legacyFiles.insert(job.path + "/" + String(name.dropLast(4)))
             }
         }
         let pinDir = job.path + "/" + PinSession.directoryName
         var pinFiles: [String] = []
-        if Posix.isDirectory(pinDir) {
+        if try PinSession.requireRealDirectory(pinDir) {
             for name in try Posix.listDirectory(pinDir) {
                 if name.hasSuffix(".map") { mapFiles.append(pinDir + "/" + name) }
                 if name.hasSuffix(".pin") { pinFiles.append(pinDir + "/" + name) }
             }
         }
         var seen = Set<String>()
-        for p in mapFiles + legacyFiles {
-            guard let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            seen.insert(p)
-            let ino = UInt64(st.st_ino)
-            if let known = maps[p], known.ino == ino { continue }
-            let bytes: [UInt8]
-            do { bytes = try Posix.readFile(p) } catch { continue }  // removed meanwhile
-            if bytes.count >= 2 && bytes[0] == UInt8(ascii: "{") && bytes[1] == UInt8(ascii: "\"") {
-                maps[p] = (ino, .legacy(Array(try LegacyMap.parse(bytes, path: p).distinctChunks)))
-            } else if ChunkMap.looksLikeMap(bytes) {
-                maps[p] = (ino, .native(try ChunkMap.decode(bytes, path: p).chunks))
-            } else if legacyFiles.contains(p) {
-                continue  // a cowfile raw image, not a map
-            } else {
-                throw BackyError(.corrupt, "\(p): neither a chunk map nor a backy 2.4 map")
+        for p in mapFiles + legacyFiles.sorted() {
+            guard let st = try statOrGone(p) else { continue }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                // <id> of a native revision means nothing; of a backy 2.4
+                // revision it must be its map (checked below).
+                if legacyFiles.contains(p) { continue }
+                throw References.refuse("\(p) is not a regular file")
             }
+            let ident = Identity(st)
+            if let known = maps[p], known.id == ident { seen.insert(p); continue }
+            guard let parsed = try parse(p, imageOK: legacyFiles.contains(p)) else { continue }
+            seen.insert(p)
+            maps[p] = (ident, parsed)
         }
         for p in maps.keys where !seen.contains(p) { maps[p] = nil }
+        try checkRevisions(revFiles)
         var seenPins = Set<String>()
         for p in pinFiles {
-            seenPins.insert(p)
             var entry = pins[p] ?? (0, [])
-            let fd = open(p, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { continue }
+            let fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+            if fd < 0 {
+                if errno == ENOENT { continue }  // its session ended
+                throw References.refuse("cannot open pin file \(p): \(String(cString: strerror(errno)))")
+            }
             defer { close(fd) }
+            seenPins.insert(p)
             var buf = [UInt8](repeating: 0, count: 1 << 20)
             while true {
                 let n = try buf.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, $0.count, Int64(entry.offset), path: p) }
@@ -95,10 +165,53 @@ public final class References {
             switch m.parsed {
             case .native(let ids): for c in ids where !c.isZero { refs.native.insert(c) }
             case .legacy(let hs): refs.legacy.formUnion(hs)
+            case .image: break
             }
         }
         for (_, e) in pins { for c in e.ids { refs.native.insert(c) } }
         return refs
+    }
+
+    /// Every complete revision must have had its map read: a revision whose
+    /// map is missing or unreadable is damaged, and purge must not act as if
+    /// it referenced nothing. (A revision removed meanwhile — its `.rev`
+    /// gone too — is fine.)
+    private func checkRevisions(_ revFiles: [String]) throws {
+        var seenRevs = Set<String>()
+        for p in revFiles {
+            guard let st = try statOrGone(p) else { continue }
+            seenRevs.insert(p)
+            let ident = Identity(st)
+            let rev: Revision?
+            if let known = revs[p], known.id == ident {
+                rev = known.rev
+            } else {
+                do {
+                    rev = try Revision.load(path: p)
+                } catch let e as BackyError where e.isNoSuchFile {
+                    continue
+                } catch let e as BackyError where e.kind == .corrupt || e.kind == .usage {
+                    // Not a revision (scan ignores it, and so does every
+                    // reader); its <id>.map and <id>, if any, were read.
+                    rev = nil
+                }
+                revs[p] = (ident, rev)
+            }
+            guard let rev, rev.isComplete else { continue }
+            let need: String
+            switch rev.backend {
+            case .native:
+                need = job.mapPath(rev.id)
+                if case .native? = maps[need]?.parsed { continue }
+            case .legacyChunked:
+                need = job.legacyImagePath(rev.id)
+                if case .legacy? = maps[need]?.parsed { continue }
+            case .cowfile, .unknown: continue
+            }
+            if Posix.linkStatus(p) == nil && errno == ENOENT { continue }  // forgotten meanwhile
+            throw References.refuse("revision \(rev.id) has no readable map (\(need)); repair it or remove it with `backy forget -r \(rev.id)`")
+        }
+        for p in revs.keys where !seenRevs.contains(p) { revs[p] = nil }
     }
 
     /// Revision ids whose maps name each chunk (by chunk name: 64 hex for
