@@ -1,8 +1,10 @@
 // Verifier: `backy verify`. Reads chunks back (decompress + SHA-256) in
-// parallel: all distinct chunks of a revision not already covered by a
-// verified revision, or, in sampling mode, the least recently verified
-// chunks of the whole job until a share or a time budget is used. Bad chunks
-// go to quarantine and every revision that references them is distrusted.
+// parallel: every distinct chunk of a revision (a chunk read back earlier in
+// the same run counts: the run is the verification window), or, in sampling
+// mode, the least recently verified chunks of the whole job until a share or
+// a time budget is used. Bad chunks go to quarantine and every revision that
+// references them is distrusted. Acts only on a store that is provably the
+// job's own (no symlinks in chunks/).
 import Foundation
 import Logging
 
@@ -24,6 +26,11 @@ public final class Verifier {
     public let job: Job
     public let log: Logger
     public let threads: Int
+    /// Chunks read back and found good by this verifier (this run): a
+    /// later revision of the same run need not read them again.
+    private var goodThisRun = Set<String>()
+    /// Chunks found bad by this run.
+    private var badThisRun = Set<String>()
 
     public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.defaultThreads) {
         self.job = job
@@ -83,10 +90,15 @@ public final class Verifier {
     }
 
     /// Verifies one revision (backy 2.4 §6.4, without deleting anything):
-    /// every distinct chunk not used by a verified revision is read back.
-    /// The caller holds `.purge` exclusively.
+    /// every distinct chunk is read back, decompressed and hashed, except
+    /// those this run already read back (when it verifies several
+    /// revisions); only then is the revision marked verified. (backy 2.4
+    /// skipped chunks of revisions marked verified at any time in the past:
+    /// a chunk damaged since then went unnoticed.) The caller holds
+    /// `.purge` exclusively.
     public func verify(revision spec: Revision) throws -> Result {
         let start = Date()
+        try job.store.checkOwnership()
         let session = try PinSession(jobPath: job.path)
         defer { session.close() }
         let all = try job.scan()
@@ -98,20 +110,23 @@ public final class Verifier {
         }
         log.info("Verifying revision \(rev.id) ...")
         let image = try job.openImage(rev)
-        var skip = Set<String>()
-        for other in all where other.isComplete && other.trust == .verified && other.id != rev.id {
-            if let img = try? job.openImage(other) {
-                for i in 0..<img.chunkCount where img.chunkPath(i) != nil { skip.insert(img.chunkName(i)) }
-            }
-        }
         // One chunk index per distinct stored chunk (all of them for cowfile).
         var first: [String: Int] = [:]
         var indices: [Int] = []
-        for i in 0..<image.chunkCount where !image.isZero(i) {
-            if image.chunkPath(i) == nil && !(image is CowfileImage) { continue }
+        var zero = 0, earlier = 0, earlierBad = 0
+        var missingEntries: [(name: String, path: String?, fault: ChunkFault)] = []
+        for i in 0..<image.chunkCount {
+            if image.isZero(i) { zero += 1; continue }
+            if image.chunkPath(i) == nil && !(image is CowfileImage) {
+                // A backy 2.4 map without an entry for this chunk.
+                missingEntries.append((image.chunkName(i), nil, .missing))
+                continue
+            }
             let name = image.chunkName(i)
-            if skip.contains(name) || first[name] != nil { continue }
+            if first[name] != nil { continue }
             first[name] = i
+            if goodThisRun.contains(name) { earlier += 1; continue }
+            if badThisRun.contains(name) { earlierBad += 1; continue }
             indices.append(i)
         }
         let faults = Locked<[(name: String, path: String?, fault: ChunkFault)]>([])
@@ -130,17 +145,31 @@ public final class Verifier {
         var result = Result()
         result.checked = indices.count
         result.bytes = bytes.get
-        result.bad = try isolate(faults.get)
+        let found = faults.get
+        result.bad = try isolate(found)
+        if !missingEntries.isEmpty {
+            // Nothing to quarantine: the revision itself is damaged.
+            try job.updateRevisions([rev.id]) { $0.trust = .distrusted }
+            for m in missingEntries.prefix(5) { log.error("Revision \(rev.id): its map has no entry for \(m.name)") }
+            result.bad += missingEntries.map { BadChunk(name: $0.name, fault: $0.fault, revisions: [rev.id]) }
+        }
+        for f in found { badThisRun.insert(f.name) }
+        for i in indices where !badThisRun.contains(image.chunkName(i)) { goodThisRun.insert(image.chunkName(i)) }
         var index = VerifiedIndex.load(job)
         index.record(okNative.get, at: Date())
         try index.save(job)
-        if result.bad.isEmpty, let why = rev.stats["distrust_reason"]?.string {
+        var what = "\(indices.count) chunks read back (\(ByteFormat.flexible(bytes.get)))"
+        if earlier > 0 { what += ", \(earlier) skipped: read back and found good earlier in this run" }
+        if zero > 0 { what += ", \(zero) zero chunks (no file to read)" }
+        if earlierBad > 0 {
+            log.error("Revision \(rev.id) uses \(earlierBad) chunk(s) this run found bad: it stays distrusted.")
+        } else if result.bad.isEmpty, let why = rev.stats["distrust_reason"]?.string {
             // Distrusted because its source lied (a Ceph diff that missed a
             // change): intact chunks do not make it match the source.
-            log.warning("No problems found in the chunks of \(rev.id), but it stays distrusted: \(why)")
+            log.warning("No problems found in the chunks of \(rev.id) (\(what)), but it stays distrusted: \(why)")
         } else if result.bad.isEmpty {
             try job.updateRevisions([rev.id]) { $0.trust = .verified }
-            log.info("No problems found - marking as verified. (\(indices.count) chunks, \(ByteFormat.flexible(bytes.get)) checked, \(skip.count) covered by verified revisions)")
+            log.info("No problems found - marking as verified. (\(what))")
         } else {
             log.error("Found \(result.bad.count) bad chunk(s) - revision \(rev.id) and every revision sharing them are distrusted.")
         }
@@ -153,6 +182,7 @@ public final class Verifier {
     /// them or `budget` seconds are used. The caller holds `.purge`.
     public func sample(percent: Double, budget: Double?) throws -> Result {
         let start = Date()
+        try job.store.checkOwnership()
         let session = try PinSession(jobPath: job.path)
         defer { session.close() }
         var refCount: [ChunkID: Int] = [:]
