@@ -26,12 +26,15 @@ public final class Restorer {
     public let threads: Int
     public let bestEffort: Bool
     public let log: Logger
+    /// What the target may be (see RestoreTargetPolicy).
+    public let policy: RestoreTargetPolicy
 
     public init(image: ImageReader, threads: Int = Parallel.defaultThreads,
-                bestEffort: Bool = false, log: Logger = Logger(label: "backy")) {
+                bestEffort: Bool = false, policy: RestoreTargetPolicy = .none, log: Logger = Logger(label: "backy")) {
         self.image = image
         self.threads = threads
         self.bestEffort = bestEffort
+        self.policy = policy
         self.log = log
     }
 
@@ -51,7 +54,7 @@ public final class Restorer {
     /// Restores the image; returns the damaged chunks (only with best-effort).
     @discardableResult
     public func run(to target: Target) throws -> [RestoreDamage] {
-        let out = try OutputFile(target: target, size: image.imageSize)
+        let out = try OutputFile(target: target, size: image.imageSize, policy: policy)
         do {
             let damage = out.isStream ? try stream(into: out) : try place(into: out)
             try out.finish()
@@ -224,6 +227,7 @@ final class OutputFile: @unchecked Sendable {
     let name: String
     let isStream: Bool
     let isRegular: Bool
+    let isBlock: Bool
     let created: Bool
     let size: UInt64
     private var finished = false
@@ -238,7 +242,7 @@ final class OutputFile: @unchecked Sendable {
         return b
     }()
 
-    init(target: Restorer.Target, size: UInt64) throws {
+    init(target: Restorer.Target, size: UInt64, policy: RestoreTargetPolicy = .none) throws {
         self.size = size
         switch target {
         case .stdout:
@@ -252,22 +256,42 @@ final class OutputFile: @unchecked Sendable {
             // A redirect to a regular file is written sequentially too.
             isStream = true
             isRegular = false
+            isBlock = false
             created = false
         case .path(let p):
             name = p
-            let st = Posix.status(p)
-            let existed = st != nil
-            if let st, (st.st_mode & S_IFMT) == S_IFDIR {
+            if let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFDIR {
                 throw BackyError(.usage, "restore target \(p) is a directory")
             }
-            let f = Glibc.open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            // Create it if it is new (then it is ours), else open what is
+            // there without changing it; check it before writing anything.
+            var f = Glibc.open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            var made = f >= 0
+            if f < 0 && errno == EEXIST {
+                f = Glibc.open(p, O_WRONLY | O_CLOEXEC | O_NONBLOCK)
+                if f < 0 && errno == ENOENT {
+                    // A dangling symlink: create what it points to.
+                    f = Glibc.open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                    if f < 0 && errno == EEXIST { f = Glibc.open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) }
+                    made = f >= 0
+                }
+            }
             if f < 0 { throw BackyError.posix("cannot open restore target \(p)") }
+            do {
+                try policy.check(fd: f, name: p, created: made)
+            } catch {
+                close(f)
+                if made { unlink(p) }
+                throw error
+            }
+            _ = fcntl(f, F_SETFL, fcntl(f, F_GETFL) & ~O_NONBLOCK)
             fd = f
-            created = !existed
+            created = made
             isStream = false
             var st2 = stat()
             fstat(f, &st2)
             isRegular = (st2.st_mode & S_IFMT) == S_IFREG
+            isBlock = (st2.st_mode & S_IFMT) == S_IFBLK
             if isRegular {
                 // Drop old contents so zero chunks can stay holes.
                 if ftruncate(f, 0) != 0 || ftruncate(f, off_t(size)) != 0 {
@@ -363,7 +387,12 @@ final class OutputFile: @unchecked Sendable {
 
     func finish() throws {
         if !isStream {
-            if Glibc.fsync(fd) != 0 && isRegular { throw BackyError.posix("cannot fsync \(name)") }
+            // A regular file or block device must be on disk before the
+            // restore reports success (a failing disk shows here). Other
+            // targets (/dev/null, a tty) may not support fsync.
+            if Glibc.fsync(fd) != 0 && (isRegular || isBlock || errno != EINVAL) {
+                throw BackyError.posix("cannot fsync \(name)")
+            }
         }
         if directFd >= 0 { close(directFd) }
         close(fd)

@@ -1,9 +1,40 @@
 // StatusReport: `backy status` as text (backy 2.4's table with the Trust
-// column and its summary line) and as JSON.
+// column and its summary line) and as JSON. A revision whose files are
+// damaged shows trust `damaged` (with the reason), a future-dated one is
+// flagged.
 import Foundation
 
 public enum StatusReport {
-    public static func table(_ revs: [Revision]) -> String {
+    /// What is wrong with some revisions: id → why it is damaged, and the
+    /// ids of future-dated ones.
+    public struct Flags: Sendable {
+        public var damage: [String: String] = [:]
+        public var future: Set<String> = []
+        public init() {}
+
+        /// Checks every revision of `job` (cheaply: map headers, see
+        /// `Job.damage(of:)`).
+        public init(job: Job, revisions: [Revision], now: Date = Date()) {
+            for r in revisions {
+                if let why = job.damage(of: r) { damage[r.id] = why }
+                if r.isComplete && r.isFutureDated(now: now) { future.insert(r.id) }
+            }
+        }
+
+        /// One line per flagged revision, for under the table.
+        public func lines(_ revs: [Revision]) -> [String] {
+            var out: [String] = []
+            for r in revs {
+                if let why = damage[r.id] { out.append("Revision \(r.id) is DAMAGED: \(why)") }
+                if future.contains(r.id) {
+                    out.append("Revision \(r.id) is dated in the future (\(Timestamp.formatSeconds(r.timestamp)) UTC): it is never `latest` and does not count for the schedule; use its id")
+                }
+            }
+            return out
+        }
+    }
+
+    public static func table(_ revs: [Revision], flags: Flags = Flags()) -> String {
         var t = TextTable(["Date (UTC)", "ID", "Size", "Durat", "Tags", "Trust"],
                           align: [.left, .left, .right, .right, .left, .left])
         var total: Int64 = 0
@@ -11,7 +42,7 @@ public enum StatusReport {
             total += r.bytesWritten
             let dur = r.duration.map { formatDuration($0) } ?? "0 s"
             t.add([Timestamp.formatSeconds(r.timestamp), r.id, ByteFormat.flexible(r.bytesWritten), dur,
-                   r.sortedTags.joined(separator: ","), r.trust.rawValue])
+                   r.sortedTags.joined(separator: ","), flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue])
         }
         return t.render() + "\n\(revs.count) revisions containing \(ByteFormat.flexible(total)) data (estimated)"
     }
@@ -48,7 +79,7 @@ public enum StatusReport {
         return "\(s) s"
     }
 
-    public static func json(_ revs: [Revision]) -> String {
+    public static func json(_ revs: [Revision], flags: Flags = Flags()) -> String {
         var items: [[String: Any]] = []
         for r in revs {
             var stats: [String: Any] = [:]
@@ -58,7 +89,9 @@ public enum StatusReport {
                 "timestamp": Timestamp.iso8601(r.timestamp),
                 "parent": r.parent as Any? ?? NSNull(),
                 "tags": r.sortedTags,
-                "trust": r.trust.rawValue,
+                "trust": flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue,
+                "damage": flags.damage[r.id] as Any? ?? NSNull(),
+                "future_dated": flags.future.contains(r.id),
                 "complete": r.isComplete,
                 "backend_type": r.backend.name,
                 "duration": r.duration as Any? ?? NSNull(),

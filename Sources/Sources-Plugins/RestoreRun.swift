@@ -5,9 +5,29 @@ import Foundation
 import Logging
 
 public enum RestoreRun {
+    /// What a restore did.
+    public struct Outcome {
+        /// The revision restored (resolved once, before the restore).
+        public let revision: Revision
+        /// Chunks a best-effort restore filled with zeros.
+        public let damage: [RestoreDamage]
+    }
+
+    /// The target rules for restores of `job`: nothing inside a job
+    /// directory, not the job's own source, no non-empty file without
+    /// `force`. A job whose config cannot be read can still be restored
+    /// (then without the source check).
+    public static func policy(job: Job, force: Bool) -> RestoreTargetPolicy {
+        var source: String? = nil
+        if let cfg = try? job.sourceConfig(), cfg["type"]?.string == "file", let f = cfg["filename"]?.string, !f.isEmpty {
+            source = f
+        }
+        return RestoreTargetPolicy(jobPath: job.path, sourcePath: source, force: force)
+    }
+
     @discardableResult
-    public static func run(job: Job, spec: String, target: Restorer.Target, bestEffort: Bool = false,
-                           threads: Int = Parallel.defaultThreads, log: Logger) throws -> [RestoreDamage] {
+    public static func run(job: Job, spec: String, target: Restorer.Target, bestEffort: Bool = false, force: Bool = false,
+                           threads: Int = Parallel.defaultThreads, log: Logger) throws -> Outcome {
         let rev = try job.findComplete(spec)
         let session = try PinSession(jobPath: job.path)
         defer { session.close() }
@@ -18,11 +38,12 @@ public enum RestoreRun {
         let image = try job.openImage(rev)
         log.info("Restoring revision \(rev.id) @ \(Timestamp.format(rev.timestamp)) [\(rev.sortedTags.joined(separator: ","))]")
         let started = Date()
-        let restorer = Restorer(image: image, threads: threads, bestEffort: bestEffort, log: log)
+        let restorer = Restorer(image: image, threads: threads, bestEffort: bestEffort,
+                                policy: policy(job: job, force: force), log: log)
         let damage = try restorer.run(to: target)
         let secs = Date().timeIntervalSince(started)
         log.info("Restored \(ByteFormat.flexible(Int64(image.imageSize))) in \(String(format: "%.2f", secs)) s")
-        return damage
+        return Outcome(revision: rev, damage: damage)
     }
 
     /// Writes a best-effort restore's damage report (JSON) and returns its path.

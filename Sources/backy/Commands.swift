@@ -9,15 +9,17 @@ struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create a job directory and write its config.",
-        discussion: "TYPE is `file` (SOURCE = image file or block device) or `ceph-rbd` (SOURCE = POOL/IMAGE). Refuses to overwrite an existing config.")
+        discussion: "TYPE is `file` (SOURCE = an existing image file or block device, stored as an absolute path; FIFOs and other unseekable files are refused) or `ceph-rbd` (SOURCE = POOL/IMAGE). A new job directory is created with mode 0700 (0750 with --group-access). Refuses to overwrite an existing config.")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("group-access"), help: "Create the job directory 0750 (its group may read the backups) instead of 0700.")
+    var groupAccess = false
     @Argument(help: "Source type: file or ceph-rbd.") var type: String
     @Argument(help: "The file name, or POOL/IMAGE.") var source: String
 
     func run() throws {
         try Operation.run(global) { log in
             let cfg = try SourceFactory.initConfig(type: type, spec: source)
-            let job = try Job.initialize(path: global.jobDir, source: cfg, logger: log)
+            let job = try Job.initialize(path: global.jobDir, source: cfg, groupAccess: groupAccess, logger: log)
             log.info("Initialized job \(job.path) with a \(type) source")
             return 0
         }
@@ -46,7 +48,7 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Write a revision's image to a file, a block device or stdout (-).",
-        discussion: "Regular files are written sparse; the target is never read. Every chunk's hash is checked; a bad chunk stops the restore (exit 1) and names the image offset.")
+        discussion: "Regular files are written sparse; the target is never read. Every chunk's hash is checked; a bad chunk stops the restore (exit 1) and names the image offset. Refuses (exit 1) a target inside a job directory (also through symlinks such as `last`) or the job's own source, and an existing non-empty regular file unless --force is given; block devices and - are written as they are.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec: number from newest, id, tag, last/latest.")
     var revision: String = "latest"
@@ -54,16 +56,20 @@ struct RestoreCommand: ParsableCommand {
     var bestEffort = false
     @Option(name: .customLong("damage-report"), help: ArgumentHelp("Where --best-effort writes its report (default: restore-damage-<rev>-<time>.json in the job directory).", valueName: "FILE"))
     var damageReport: String?
+    @Flag(name: [.customShort("f"), .customLong("force")], help: "Overwrite an existing non-empty regular file.")
+    var force = false
     @Argument(help: "Target file or block device, or - for stdout.") var target: String
 
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            let damage = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
-                                            bestEffort: bestEffort, log: log)
+            let outcome = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
+                                             bestEffort: bestEffort, force: force, log: log)
+            let damage = outcome.damage
             if !damage.isEmpty {
-                let rev = try job.findComplete(revision)
-                let path = try RestoreRun.writeDamageReport(job: job, revision: rev.id, target: target, damage: damage, path: damageReport)
+                // Name the revision that was restored (the spec may mean
+                // another one by now, e.g. `latest` after a new backup).
+                let path = try RestoreRun.writeDamageReport(job: job, revision: outcome.revision.id, target: target, damage: damage, path: damageReport)
                 let bytes = damage.reduce(0) { $0 + $1.length }
                 log.error("Restored with damage: \(damage.count) chunk(s), \(bytes) bytes filled with zeros; report: \(path)")
                 Operation.printError("restore incomplete: \(damage.count) unreadable chunk(s) filled with zeros; damage report: \(path)")
@@ -103,14 +109,16 @@ struct StatusCommand: ParsableCommand {
         try Operation.run(global, quiet: true) { log in
             let job = try Operation.openJob(global, log: log, jobLog: false)
             let revs = try job.scan()
+            let flags = StatusReport.Flags(job: job, revisions: revs)
             if json {
-                print(StatusReport.json(revs))
+                print(StatusReport.json(revs, flags: flags))
             } else {
-                print(StatusReport.table(revs))
+                print(StatusReport.table(revs, flags: flags))
                 let cov = try Verifier.coverage(job: job)
                 print(StatusReport.coverageLine(chunks: cov.chunks, neverVerified: cov.neverVerified, oldest: cov.oldest,
                                                 quarantined: Quarantine.reported(job).count,
                                                 legacyRevisions: revs.filter { $0.isComplete && $0.backend != .native }.count))
+                for line in flags.lines(revs) { print(line) }
             }
             return 0
         }

@@ -1,0 +1,104 @@
+// RestoreTarget: what a restore may write over. Checked on the opened
+// descriptor (its real path from /proc/self/fd and its identity), so no
+// symlink, `..` or rename between check and write can redirect it: never a
+// file inside a job directory (a `cd JOB && backy restore last` would write
+// the image over the newest revision's map), never the job's own source,
+// and an existing non-empty regular file only when forced. Block devices
+// and stdout are not affected by the last rule.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct RestoreTargetPolicy: Sendable {
+    /// The job directory (a real path): nothing inside it may be written.
+    public var jobPath: String
+    /// The job's source (a file or block device), if it has a local one.
+    public var sourcePath: String?
+    /// Overwrite an existing non-empty regular file.
+    public var force: Bool
+
+    public init(jobPath: String, sourcePath: String? = nil, force: Bool = false) {
+        self.jobPath = jobPath
+        self.sourcePath = sourcePath
+        self.force = force
+    }
+
+    /// No restrictions (tests of the data path, stdout).
+    public static let none = RestoreTargetPolicy(jobPath: "", force: true)
+
+    func refuse(_ name: String, _ why: String) -> BackyError {
+        BackyError(.usage, "refusing to restore to \(name): \(why)")
+    }
+
+    /// Checks the opened target `fd` (named `name` by the user). `created`:
+    /// this restore created the file (it held nothing).
+    func check(fd: Int32, name: String, created: Bool) throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw BackyError.posix("cannot stat restore target \(name)") }
+        let kind = st.st_mode & S_IFMT
+        let real = RestoreTargetPolicy.pathOf(fd: fd) ?? Posix.resolve(name) ?? name
+        if !jobPath.isEmpty {
+            if real == jobPath || real.hasPrefix(jobPath + "/") {
+                throw refuse(name, "it is \(real), inside the job directory \(jobPath)")
+            }
+            if kind == S_IFREG, st.st_nlink > 1, let other = RestoreTargetPolicy.hardLink(of: st, in: jobPath) {
+                throw refuse(name, "it is a hard link of \(other) in the job directory")
+            }
+        }
+        if let dir = RestoreTargetPolicy.enclosingJob(of: real) {
+            throw refuse(name, "it is \(real), inside the backy job directory \(dir)")
+        }
+        if let src = sourcePath, let s = Posix.status(src) {
+            let same = (kind == S_IFREG && (s.st_mode & S_IFMT) == S_IFREG && s.st_dev == st.st_dev && s.st_ino == st.st_ino)
+                || (kind == S_IFBLK && (s.st_mode & S_IFMT) == S_IFBLK && s.st_rdev == st.st_rdev)
+            if same { throw refuse(name, "it is the job's own source \(src)") }
+        }
+        if kind == S_IFREG && !created && st.st_size > 0 && !force {
+            throw refuse(name, "it exists and holds \(st.st_size) bytes; give --force to overwrite it")
+        }
+    }
+
+    /// The path the kernel has for an open descriptor.
+    static func pathOf(fd: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        let s = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return s.hasPrefix("/") && !s.hasSuffix(" (deleted)") ? s : nil
+    }
+
+    /// The nearest directory above `path` that is a backy job directory
+    /// (a `config` file and a `chunks` directory), if any.
+    static func enclosingJob(of path: String) -> String? {
+        var dir = (path as NSString).deletingLastPathComponent
+        while !dir.isEmpty {
+            if let c = Posix.status(dir + "/config"), (c.st_mode & S_IFMT) == S_IFREG, Posix.isDirectory(dir + "/chunks") {
+                return dir
+            }
+            if dir == "/" { break }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return nil
+    }
+
+    /// A file in the job directory (its top level, `.pins`, `chunks`) that
+    /// is the same inode as `st`.
+    static func hardLink(of st: stat, in job: String) -> String? {
+        guard let js = Posix.status(job), js.st_dev == st.st_dev else { return nil }
+        var dirs = [job, job + "/" + PinSession.directoryName]
+        let chunks = job + "/chunks"
+        if let subs = try? Posix.listDirectoryTyped(chunks) {
+            dirs += subs.filter { $0.type == .directory }.map { chunks + "/" + $0.name }
+        }
+        for d in dirs {
+            guard let names = try? Posix.listDirectoryTyped(d) else { continue }
+            for e in names where e.type == .file {
+                if let s = Posix.linkStatus(d + "/" + e.name), s.st_ino == st.st_ino, s.st_dev == st.st_dev {
+                    return d + "/" + e.name
+                }
+            }
+        }
+        return nil
+    }
+}
