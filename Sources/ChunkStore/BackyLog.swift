@@ -35,10 +35,23 @@ public final class LogSink: @unchecked Sendable {
     private func reopen() throws {
         guard let path else { return }
         if fd >= 0 { close(fd) }
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        if fd < 0 { throw BackyError.posix("cannot open log file \(path)") }
+        // Not through a symlink (one planted as a job's backy.log could make
+        // a root process append to any file), and not blocking on a FIFO.
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        if fd < 0 {
+            let e = errno
+            if e == ELOOP { throw BackyError(.io, "cannot open log file \(path): it is a symlink", errno: e) }
+            throw BackyError.posix("cannot open log file \(path)", e)
+        }
         var st = stat()
         fstat(fd, &st)
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG || kind == S_IFCHR else {
+            close(fd)
+            fd = -1
+            throw BackyError(.io, "cannot open log file \(path): not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         inode = st.st_ino
         device = st.st_dev
     }

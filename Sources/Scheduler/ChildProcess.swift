@@ -21,7 +21,9 @@ enum ChildProcess {
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&fileActions, 1, outputFile, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        // Never through a symlink planted as the job's log, and never
+        // blocking on a FIFO planted there (both fail the run instead).
+        posix_spawn_file_actions_addopen(&fileActions, 1, outputFile, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o644)
         posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
         // Nothing else is inherited: not the console's sockets, not the daemon's
         // log or lock (most are close-on-exec, but not every library's are).

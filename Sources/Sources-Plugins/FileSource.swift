@@ -24,8 +24,32 @@ public final class FileSource: BackupSource {
         self.filename = filename
     }
 
+    static func notSeekable(_ path: String, _ mode: mode_t) -> BackyError {
+        let what: String
+        switch mode & S_IFMT {
+        case S_IFIFO: what = "a FIFO (named pipe)"
+        case S_IFCHR: what = "a character device"
+        case S_IFSOCK: what = "a socket"
+        case S_IFDIR: what = "a directory"
+        default: what = "not a regular file"
+        }
+        return BackyError(.usage, "Source is not ready: \(path) is \(what); a file source must be a regular file or a block device")
+    }
+
+    /// Throws unless `path` exists and is a regular file or a block device
+    /// (`backy init`; a FIFO would block the backup's open forever).
+    public static func checkKind(_ path: String) throws {
+        guard let st = Posix.status(path) else {
+            throw BackyError(.notFound, "Source is not ready: \(path) does not exist: \(String(cString: strerror(errno)))")
+        }
+        let kind = st.st_mode & S_IFMT
+        if kind != S_IFREG && kind != S_IFBLK { throw notSeekable(path, st.st_mode) }
+    }
+
     private func openSource() throws -> (fd: Int32, size: UInt64, regular: Bool) {
-        let fd = open(filename, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; the type
+        // is checked before anything is read.
+        let fd = open(filename, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             throw BackyError(.notFound, "Source is not ready: cannot open \(filename): \(String(cString: strerror(errno)))")
         }
@@ -35,16 +59,17 @@ public final class FileSource: BackupSource {
             throw BackyError.posix("cannot stat \(filename)")
         }
         let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG || kind == S_IFBLK else {
+            close(fd)
+            throw FileSource.notSeekable(filename, st.st_mode)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         if kind == S_IFREG {
             return (fd, UInt64(st.st_size), true)
         }
-        if kind == S_IFBLK {
-            let end = lseek(fd, 0, SEEK_END)
-            if end < 0 { close(fd); throw BackyError.posix("cannot size block device \(filename)") }
-            return (fd, UInt64(end), false)
-        }
-        close(fd)
-        throw BackyError(.usage, "Source is not ready: \(filename) is neither a regular file nor a block device")
+        let end = lseek(fd, 0, SEEK_END)
+        if end < 0 { close(fd); throw BackyError.posix("cannot size block device \(filename)") }
+        return (fd, UInt64(end), false)
     }
 
     public func ready() throws {

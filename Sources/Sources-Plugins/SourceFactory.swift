@@ -1,5 +1,6 @@
 // SourceFactory: turns a job's source config into a source object, by `type`.
 import ChunkStore
+import Foundation
 
 public enum SourceFactory {
     public static let knownTypes = ["file", "ceph-rbd", "flyingcircus"]
@@ -21,11 +22,29 @@ public enum SourceFactory {
         }
     }
 
-    /// The config map `backy init TYPE SOURCE` writes.
-    public static func initConfig(type: String, spec: String) throws -> YAMLMap {
+    /// The config map `backy init TYPE SOURCE` writes. A file source must
+    /// exist and be a regular file or a block device; it is stored as an
+    /// absolute path: the real path of its directory and its own name (a
+    /// symlink such as /dev/disk/by-id/… stays the name, so it keeps
+    /// meaning the same disk).
+    public static func initConfig(type: String, spec: String,
+                                  cwd: String = FileManager.default.currentDirectoryPath) throws -> YAMLMap {
         switch type {
         case "file":
-            return YAMLMap([("filename", .string(spec)), ("type", .string("file"))])
+            guard !spec.isEmpty else { throw BackyError(.usage, "the file source needs a file name") }
+            let given = spec.hasPrefix("/") ? spec : cwd + "/" + spec
+            try FileSource.checkKind(given)
+            let name = (given as NSString).lastPathComponent
+            let dir = (given as NSString).deletingLastPathComponent
+            let path: String
+            if name == "." || name == "..", let r = Posix.realpath(given) {
+                path = r
+            } else if let d = Posix.realpath(dir.isEmpty ? "/" : dir) {
+                path = (d == "/" ? "" : d) + "/" + name
+            } else {
+                path = given
+            }
+            return YAMLMap([("filename", .string(path)), ("type", .string("file"))])
         case "ceph-rbd":
             let parts = spec.split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {

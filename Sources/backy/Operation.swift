@@ -64,8 +64,13 @@ enum Operation {
     /// runs do), besides stderr.
     static func openJob(_ g: GlobalOptions, log: Logger, jobLog: Bool = true) throws -> Job {
         let job = try Job(path: g.jobDir, logger: log)
-        if jobLog && g.logFile == nil && !BackyLog.hasJobLog, BackyLog.attachJobLog(job.path + "/backy.log") {
-            logToFileOnly(log, .info, "$ \(CommandLine.arguments.joined(separator: " "))")
+        if jobLog && g.logFile == nil && !BackyLog.hasJobLog {
+            let path = job.path + "/backy.log"
+            if BackyLog.attachJobLog(path) {
+                logToFileOnly(log, .info, "$ \(CommandLine.arguments.joined(separator: " "))")
+            } else if let st = Posix.linkStatus(path), (st.st_mode & S_IFMT) != S_IFREG {
+                log.warning("Not writing the job log \(path): it is not a regular file (a symlink?)")
+            }
         }
         return job
     }
