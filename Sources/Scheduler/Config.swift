@@ -56,6 +56,8 @@ public struct SchedulerConfig: Sendable {
     public var schedules: [String: Schedule]
     /// Jobs sorted by name.
     public var jobs: [JobDefinition]
+    /// `global.group-access`: new job directories are 0750 instead of 0700.
+    public var groupAccess = false
 
     public static let defaultPath = "/etc/backy.conf"
     public static let defaultBaseDir = "/srv/backy"
@@ -86,7 +88,7 @@ public struct SchedulerConfig: Sendable {
         }
         let bytes: [UInt8]
         do {
-            bytes = try Posix.readFile(abs)
+            bytes = try Posix.readFile(abs, limit: Posix.Limit.configuration)
         } catch {
             throw ConfigError("cannot read configuration file \(abs): \(error)")
         }
@@ -118,6 +120,7 @@ public struct SchedulerConfig: Sendable {
         var statusInterval = defaultStatusInterval
         var addrsText = defaultTelnetAddrs
         var telnetPort = defaultTelnetPort
+        var groupAccess = false
         if let g = top["global"], !g.isNull {
             guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
             if let v = gm["base-dir"] {
@@ -153,6 +156,10 @@ public struct SchedulerConfig: Sendable {
                     throw p.error(gm, "telnet-addrs", "expected a comma-separated list of addresses, found \(show(v))", prefix: "global")
                 }
             }
+            if let v = gm["group-access"] {
+                guard let b = v.bool else { throw p.error(gm, "group-access", "expected true or false, found \(show(v))", prefix: "global") }
+                groupAccess = b
+            }
             if let v = gm["telnet-port"] {
                 guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
                 telnetPort = Int(n)
@@ -165,6 +172,7 @@ public struct SchedulerConfig: Sendable {
         var config = SchedulerConfig(path: path, baseDir: baseDir, workerLimit: workerLimit, statusFile: status,
                                      statusInterval: statusInterval, telnetAddrs: addrs, telnetPort: telnetPort,
                                      schedules: [:], jobs: [])
+        config.groupAccess = groupAccess
         if globalOnly { return config }
 
         // schedules

@@ -122,6 +122,7 @@ public enum ConsoleCommands {
         for e in selected {
             var status = e.status.isEmpty ? "-" : e.status
             if e.failures > 0 { status += " (\(e.failures) failed)" }
+            if e.problems != "-" { status += "; problems: " + (e.problems.count > 70 ? e.problems.prefix(69) + "…" : e.problems) }
             t.add([e.job, e.sla, status, time(e.lastTime), e.lastTags, e.lastDuration, time(e.nextTime), e.nextTags])
         }
         return t.render().components(separatedBy: "\n") + ["\(selected.count) jobs shown"]

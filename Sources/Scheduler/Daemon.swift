@@ -52,6 +52,11 @@ public final class SchedulerDaemon: @unchecked Sendable {
         var pid: pid_t = 0
         var removed = false
         var pending: JobDefinition?
+        /// Why the job directory could not be prepared (its runs fail until
+        /// it can); nil when it is fine.
+        var setupProblem: String?
+        /// The problems last logged, so each change is logged once.
+        var loggedProblems = "-"
 
         init(def: JobDefinition, baseDir: String) {
             self.def = def
@@ -135,13 +140,17 @@ public final class SchedulerDaemon: @unchecked Sendable {
         SignalPipe.install()
         log.info("Starting scheduler: \(cfg.jobs.count) jobs from \(cfg.path), base-dir \(cfg.baseDir), worker-limit \(cfg.workerLimit), running \(command)")
 
-        for def in cfg.jobs { try prepareJobDirectory(def, baseDir: cfg.baseDir) }
+        // One job's broken directory fails that job (its runs fail and are
+        // counted, status and check show why), never the daemon.
+        var setup: [String: String] = [:]
+        for def in cfg.jobs { setup[def.name] = prepareOrExplain(def, baseDir: cfg.baseDir) }
         let now = Date()
         var histories: [String: JobHistory] = [:]
         for def in cfg.jobs { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
         cond.lock()
         for def in cfg.jobs {
             let j = JobState(def: def, baseDir: cfg.baseDir)
+            j.setupProblem = setup[def.name] ?? nil
             jobs[def.name] = j
             log.info("\(def.name): started task generator loop")
             plan(j, history: histories[def.name]!, now: now)
@@ -165,22 +174,38 @@ public final class SchedulerDaemon: @unchecked Sendable {
         return 0
     }
 
-    /// Creates the job directory (only its last component) and writes its `config`
-    /// when the content differs.
+    /// Creates the job directory (only its last component, mode 0700, or
+    /// 0750 with `group-access`) and writes its `config` when the content
+    /// differs.
     func prepareJobDirectory(_ def: JobDefinition, baseDir: String) throws {
         let path = baseDir + "/" + def.name
         if !Posix.isDirectory(path) {
-            if mkdir(path, 0o755) != 0 && errno != EEXIST {
-                throw BackyError.posix("\(def.name): cannot create job directory \(path)")
-            }
+            guard Posix.isDirectory(baseDir) else { throw BackyError(.notFound, "base-dir \(baseDir) does not exist") }
+            cond.lock()
+            let group = config.groupAccess
+            cond.unlock()
+            try Job.createDirectory(path, groupAccess: group)
         }
         try writeJobConfig(def, path: path)
+    }
+
+    /// `prepareJobDirectory`, with a failure logged and returned as the
+    /// job's problem (nil when it worked).
+    func prepareOrExplain(_ def: JobDefinition, baseDir: String) -> String? {
+        do {
+            try prepareJobDirectory(def, baseDir: baseDir)
+            return nil
+        } catch {
+            let why = "cannot prepare the job directory \(baseDir)/\(def.name): \(error)"
+            log.error("\(def.name): \(why)")
+            return why
+        }
     }
 
     func writeJobConfig(_ def: JobDefinition, path: String) throws {
         let text = Array((YAML.flow(.map(def.source)) + "\n").utf8)
         let cfg = path + "/config"
-        if let old = try? Posix.readFile(cfg), old == text { return }
+        if let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata), old == text { return }
         try Posix.writeFileAtomically(cfg, text, mode: 0o440, durable: false)
     }
 
@@ -249,11 +274,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let path = j.path
         let tagList = def.schedule.sortedTags(tags).joined(separator: ",")
         log.info("\(name): running backup [\(tagList)] due \(Timestamp.format(due).replacingOccurrences(of: " ", with: "T"))")
-        do {
-            try prepareJobDirectory(def, baseDir: (path as NSString).deletingLastPathComponent)
-        } catch {
-            log.error("\(name): cannot write \(path)/config: \(error)")
-        }
+        let problem = prepareOrExplain(def, baseDir: (path as NSString).deletingLastPathComponent)
+        cond.lock()
+        j.setupProblem = problem
+        cond.unlock()
         let started = Date()
         let rc = runChild(j, ["-b", path, "-l", path + "/backy.log", "backup", tagList])
         log.info("\(name): finished backup with return code \(rc)")
@@ -448,19 +472,32 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// One entry per job, sorted by name.
     public func statusEntries(now: Date = Date()) -> [JobStatusEntry] {
-        struct Snap { let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String }
+        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String? }
         cond.lock()
         let snaps = jobs.values.filter { !$0.removed }.map {
-            Snap(name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
-                 tags: $0.nextTags, failures: $0.failures, path: $0.path)
+            Snap(job: $0, name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
+                 tags: $0.nextTags, failures: $0.failures, path: $0.path, problem: $0.setupProblem)
         }
         cond.unlock()
-        return snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
+        let entries = snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
             let waiting = s.status == JobStatusText.waiting || s.status == JobStatusText.retry || s.status == JobStatusText.queued
-            return JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
-                                       status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
-                                       failures: s.failures, now: now)
+            let e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
+                                        status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
+                                        failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [])
+            return (s.job, e)
         }
+        // Log each job's problems once when they change.
+        cond.lock()
+        var changed: [(String, String)] = []
+        for (j, e) in entries where j.loggedProblems != e.problems {
+            j.loggedProblems = e.problems
+            changed.append((e.job, e.problems))
+        }
+        cond.unlock()
+        for (name, p) in changed {
+            if p == "-" { log.info("\(name): no problems any more") } else { log.warning("\(name): problems: \(p)") }
+        }
+        return entries.map { $0.1 }
     }
 
     /// `run JOB`: runs a waiting job now.
@@ -518,14 +555,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let changed = new.jobs.filter { current[$0.name] != nil && current[$0.name]! != $0 }
         let newNames = Set(new.jobs.map(\.name))
         let removed = current.keys.filter { !newNames.contains($0) }.sorted()
-        for def in added + changed {
-            do {
-                try prepareJobDirectory(def, baseDir: new.baseDir)
-            } catch {
-                log.error("Reload failed: \(error)")
-                return "Reload failed: \(error)"
-            }
-        }
+        var setup: [String: String] = [:]
+        for def in added + changed { setup[def.name] = prepareOrExplain(def, baseDir: new.baseDir) }
         var histories: [String: JobHistory] = [:]
         for def in added + changed { histories[def.name] = cache.history(jobPath: new.baseDir + "/" + def.name) }
         let now = Date()
@@ -552,6 +583,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
                 continue
             }
             let j = JobState(def: def, baseDir: new.baseDir)
+            j.setupProblem = setup[def.name] ?? nil
             jobs[def.name] = j
             log.info("\(def.name): added to the configuration")
             log.info("\(def.name): started task generator loop")
@@ -560,6 +592,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         for def in changed {
             guard let j = jobs[def.name] else { continue }
             log.info("\(def.name): configuration changed")
+            j.setupProblem = setup[def.name] ?? nil
             if j.status == JobStatusText.running {
                 j.pending = def
             } else {

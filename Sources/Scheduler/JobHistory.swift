@@ -23,31 +23,67 @@ public struct LastBackup: Equatable, Sendable {
 public struct JobHistory: Sendable {
     /// Every revision (complete or not), oldest first.
     public var revisions: [ScheduleRevision]
-    /// The newest complete revision, if any.
+    /// The newest complete revision, if any (future-dated or not; see
+    /// `lastBackup(now:)`).
     public var last: LastBackup?
+    /// Every complete revision, oldest first.
+    public var backups: [LastBackup]
+    /// What is wrong with the job's files, one line each: revision files
+    /// that are ignored, damaged revisions, a directory that cannot be read.
+    public var problems: [String]
 
-    public init(revisions: [ScheduleRevision] = [], last: LastBackup? = nil) {
+    public init(revisions: [ScheduleRevision] = [], last: LastBackup? = nil, problems: [String] = []) {
         self.revisions = revisions
         self.last = last
+        self.backups = last.map { [$0] } ?? []
+        self.problems = problems
     }
 
-    /// Reads the job directory (no cache). A directory without `config` or
-    /// revisions gives an empty history.
+    /// The newest complete revision that is not future-dated at `now`.
+    public func lastBackup(now: Date) -> LastBackup? {
+        backups.last { $0.timestamp.timeIntervalSince(now) <= Job.futureTolerance }
+    }
+
+    /// Complete revisions dated after `now` + `Job.futureTolerance`.
+    public func futureDated(now: Date) -> [LastBackup] {
+        backups.filter { $0.timestamp.timeIntervalSince(now) > Job.futureTolerance }
+    }
+
+    /// `problems` and the future-dated revisions at `now`.
+    public func allProblems(now: Date) -> [String] {
+        var out = problems
+        let future = futureDated(now: now)
+        if let f = future.last {
+            out.append("\(future.count) revision(s) dated in the future, e.g. \(f.id) at \(Timestamp.formatSeconds(f.timestamp)) UTC (ignored for the SLA and the schedule)")
+        }
+        return out
+    }
+
+    /// Reads the job directory (no cache). A directory without `config`
+    /// gives an empty history; one that cannot be read, a history with the
+    /// reason in `problems`.
     public static func scan(jobPath: String, log: Logger) -> JobHistory {
-        guard Posix.exists(jobPath + "/config"), let job = try? Job(path: jobPath, logger: log) else {
-            return JobHistory()
-        }
-        let revs: [Revision]
+        guard Posix.exists(jobPath + "/config") else { return JobHistory() }
+        let job: Job
+        let report: Job.ScanResult
         do {
-            revs = try job.scan()
+            job = try Job(path: jobPath, logger: log)
+            report = try job.scanReport()
         } catch {
-            log.warning("\(job.name): cannot scan revisions: \(error)")
-            return JobHistory()
+            return JobHistory(problems: ["cannot read the job directory: \(error)"])
         }
+        let revs = report.revisions
         var h = JobHistory()
         h.revisions = revs.map { ScheduleRevision(id: $0.id, timestamp: $0.timestamp, tags: $0.tags, complete: $0.isComplete) }
-        if let r = revs.last(where: { $0.isComplete }) {
-            h.last = LastBackup(id: r.id, timestamp: r.timestamp, tags: r.tags, duration: r.duration)
+        h.backups = revs.filter(\.isComplete).map {
+            LastBackup(id: $0.id, timestamp: $0.timestamp, tags: $0.tags, duration: $0.duration)
+        }
+        h.last = h.backups.last
+        if let line = report.ignoredSummary { h.problems.append(line) }
+        var damaged: [String] = []
+        for r in revs { if let why = job.damage(of: r) { damaged.append("\(r.id) (\(why))") } }
+        if let first = damaged.first {
+            h.problems.append("\(damaged.count) damaged revision(s): \(first)\(damaged.count > 1 ? " and \(damaged.count - 1) more" : "")")
         }
         return h
     }

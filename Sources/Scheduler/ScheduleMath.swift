@@ -4,6 +4,7 @@
 // revisions (§8.2), tag ordering, the SLA check (§10) and the failure backoff (§7.5).
 // Everything is a pure function of its inputs (the clock is always passed in).
 
+import ChunkStore
 import Foundation
 
 // MARK: - Grid
@@ -49,6 +50,15 @@ public struct ScheduleRevision: Sendable, Hashable {
         self.timestamp = timestamp
         self.tags = tags
         self.complete = complete
+    }
+
+    /// A complete revision that counts for the schedule: not dated more than
+    /// `Job.futureTolerance` after `now`. A future-dated revision (a clock
+    /// that was wrong, a damaged or planted file) never makes a job look
+    /// fresh, never satisfies a tag, never counts toward `keep` and is never
+    /// expired; status and check flag it.
+    public func counts(now: Date) -> Bool {
+        complete && timestamp.timeIntervalSince(now) <= Job.futureTolerance
     }
 }
 
@@ -208,7 +218,7 @@ public struct Schedule: Sendable, Hashable {
     /// (deliberate difference from 2.4.3, which counted them).
     public func missedTags(now: Date, history: [ScheduleRevision]) -> Set<String> {
         var missed = Set(entries.keys)
-        for revision in history where revision.complete {
+        for revision in history where revision.counts(now: now) {
             for tag in revision.tags where missed.contains(tag) {
                 let interval = TimeInterval(entries[tag]!.interval)
                 if revision.timestamp > now.addingTimeInterval(-interval) {
@@ -229,7 +239,7 @@ public struct Schedule: Sendable, Hashable {
     {
         let ideal = idealNext(now: now, spread: spread)
         let missed = missedTags(now: now, history: history)
-        let hasHistory = history.contains { $0.complete }
+        let hasHistory = history.contains { $0.counts(now: now) }
         if !missed.isEmpty, hasHistory, ideal.time > now.addingTimeInterval(catchUpGracePeriod) {
             return (now, missed)
         }
@@ -243,7 +253,7 @@ public struct Schedule: Sendable, Hashable {
     /// Complete revisions left without tags are to be removed.
     public func expire(now: Date, history: [ScheduleRevision]) -> ExpiryResult {
         // Oldest first; ties broken by id so the result does not depend on input order.
-        let revisions = history.filter(\.complete).sorted {
+        let revisions = history.filter { $0.counts(now: now) }.sorted {
             $0.timestamp != $1.timestamp ? $0.timestamp < $1.timestamp : $0.id < $1.id
         }
         var tags = revisions.map(\.tags)
@@ -284,10 +294,11 @@ public struct Schedule: Sendable, Hashable {
 
     /// The SLA (reference §10): OK if there is no complete revision, or if the newest
     /// complete revision is at most 1.5 × the smallest interval old; else TOO OLD.
-    /// Incomplete revisions never count.
+    /// Incomplete revisions never count, nor do future-dated ones: a job whose
+    /// complete revisions are all future-dated is TOO OLD.
     public func sla(now: Date, history: [ScheduleRevision]) -> SLAStatus {
-        guard let newest = history.filter(\.complete).map(\.timestamp).max() else {
-            return .ok
+        guard let newest = history.filter({ $0.counts(now: now) }).map(\.timestamp).max() else {
+            return history.contains(where: \.complete) ? .tooOld : .ok
         }
         let age = now.timeIntervalSince(newest)
         return age <= 1.5 * Double(minInterval) ? .ok : .tooOld

@@ -1,9 +1,12 @@
 // StatusFile.swift — the daemon's status file (reference §7.7) and `backy check`
 // (§10). The file is a YAML list with one flow mapping per job carrying 2.4's keys
 // (job, sla, status, last_time, last_tags, last_duration, next_time, next_tags) plus
-// `sla_overdue` (seconds past the SLA, as 2.5 adds) and `failures` (consecutive
-// failed runs); it is rewritten atomically (temp file + rename, mode 0644).
-// `check` reads it and prints Nagios lines with perfdata after " | ".
+// `sla_overdue` (seconds past the SLA, as 2.5 adds), `failures` (consecutive
+// failed runs) and, for a job whose files are broken, `problems` (what is
+// wrong: damaged or future-dated revisions, ignored files, a job directory
+// that cannot be prepared); it is rewritten atomically (temp file + rename,
+// mode 0644). `check` reads it and prints Nagios lines with perfdata after
+// " | "; a job with problems is CRITICAL.
 
 import ChunkStore
 import Foundation
@@ -23,10 +26,12 @@ public struct JobStatusEntry: Equatable, Sendable {
     public var nextTags: String
     public var slaOverdue: Int
     public var failures: Int
+    /// What is wrong with the job's files ("; "-separated), or "-".
+    public var problems: String
 
     public init(job: String, sla: String, status: String, lastTime: String = "-", lastTags: String = "-",
                 lastDuration: String = "-", nextTime: String = "-", nextTags: String = "-",
-                slaOverdue: Int = 0, failures: Int = 0) {
+                slaOverdue: Int = 0, failures: Int = 0, problems: String = "-") {
         self.job = job
         self.sla = sla
         self.status = status
@@ -37,14 +42,18 @@ public struct JobStatusEntry: Equatable, Sendable {
         self.nextTags = nextTags
         self.slaOverdue = slaOverdue
         self.failures = failures
+        self.problems = problems
     }
 
     /// Builds the entry from the job's schedule, history and scheduler state.
     public static func make(job: String, schedule: Schedule, history: JobHistory, status: String,
-                            nextTime: Date?, nextTags: Set<String>, failures: Int, now: Date) -> JobStatusEntry {
+                            nextTime: Date?, nextTags: Set<String>, failures: Int, now: Date,
+                            problems extra: [String] = []) -> JobStatusEntry {
         let sla = schedule.sla(now: now, history: history.revisions)
-        var e = JobStatusEntry(job: job, sla: sla.rawValue, status: status, failures: failures)
-        if let last = history.last {
+        let problems = extra + history.allProblems(now: now)
+        var e = JobStatusEntry(job: job, sla: sla.rawValue, status: status, failures: failures,
+                               problems: problems.isEmpty ? "-" : problems.joined(separator: "; "))
+        if let last = history.lastBackup(now: now) {
             e.lastTime = StatusFile.formatTime(last.timestamp)
             e.lastTags = last.tags.isEmpty ? "-" : schedule.sortedTags(last.tags).joined(separator: ",")
             e.lastDuration = last.duration.map { StatusReport.formatDuration($0) } ?? "-"
@@ -79,13 +88,14 @@ public enum StatusFile {
         if entries.isEmpty { return "[]\n" }
         var out = ""
         for e in entries {
-            let m = YAMLMap([
+            var m = YAMLMap([
                 ("job", .string(e.job)), ("sla", .string(e.sla)), ("status", .string(e.status)),
                 ("last_time", .string(e.lastTime)), ("last_tags", .string(e.lastTags)),
                 ("last_duration", .string(e.lastDuration)), ("next_time", .string(e.nextTime)),
                 ("next_tags", .string(e.nextTags)), ("sla_overdue", .int(Int64(e.slaOverdue))),
                 ("failures", .int(Int64(e.failures))),
             ])
+            if e.problems != "-" { m["problems"] = .string(e.problems) }
             out += "- " + YAML.flow(.map(m)) + "\n"
         }
         return out
@@ -111,8 +121,8 @@ public enum StatusFile {
             out.append(JobStatusEntry(job: job, sla: str("sla"), status: m["status"]?.string ?? "",
                                       lastTime: str("last_time"), lastTags: str("last_tags"),
                                       lastDuration: str("last_duration"), nextTime: str("next_time"),
-                                      nextTags: str("next_tags"), slaOverdue: Int(m["sla_overdue"]?.int ?? 0),
-                                      failures: Int(m["failures"]?.int ?? 0)))
+                                      nextTags: str("next_tags"), slaOverdue: Int(clamping: m["sla_overdue"]?.int ?? 0),
+                                      failures: Int(clamping: m["failures"]?.int ?? 0), problems: str("problems")))
         }
         return out
     }
@@ -140,17 +150,23 @@ public enum Check {
         }
         let entries: [JobStatusEntry]
         do {
-            let bytes = try Posix.readFile(path)
+            let bytes = try Posix.readFile(path, limit: Posix.Limit.configuration)
             entries = try StatusFile.parse(String(decoding: bytes, as: UTF8.self), source: path)
         } catch {
             return Result(code: 3, output: "UNKNOWN: Cannot read status file \(path): \(error)\n")
         }
         let failed = entries.filter { $0.sla != "OK" }
+        let broken = entries.filter { $0.problems != "-" && !$0.problems.isEmpty }
         let oldest = entries.compactMap { StatusFile.parseTime($0.lastTime) }.map { now.timeIntervalSince($0) }.max() ?? 0
-        let perf = "jobs=\(entries.count);;;0 jobs_out_of_sla=\(failed.count);;;0 oldest_last_backup_age=\(max(0, Int(oldest.rounded(.down))))s;;;0"
-        if !failed.isEmpty {
-            var out = "CRITICAL: \(failed.count) jobs not within SLA | \(perf)\n"
+        let age = oldest.isFinite ? Int(clamping: Int64(max(0, min(oldest, 9e18)).rounded(.down))) : 0
+        let perf = "jobs=\(entries.count);;;0 jobs_out_of_sla=\(failed.count);;;0 oldest_last_backup_age=\(age)s;;;0"
+        if !failed.isEmpty || !broken.isEmpty {
+            var what: [String] = []
+            if !failed.isEmpty { what.append("\(failed.count) jobs not within SLA") }
+            if !broken.isEmpty { what.append("\(broken.count) jobs with problems") }
+            var out = "CRITICAL: \(what.joined(separator: ", ")) | \(perf)\n"
             for e in failed { out += "\(e.job) (last time: \(e.lastTime))\n" }
+            for e in broken { out += "\(e.job) (problems: \(e.problems))\n" }
             return Result(code: 2, output: out)
         }
         return Result(code: 0, output: "OK: \(entries.count) jobs within SLA | \(perf)\n")
