@@ -46,7 +46,7 @@ final class LegacyTests: XCTestCase {
         }
     }
 
-    static let jobs = ["job-chunked", "job-shrink", "job-grow", "job-cowfile", "job-cowfile-legacy", "job-cowfile-upgraded", "job-yaml311"]
+    static let jobs = ["job-chunked", "job-shrink", "job-grow", "job-cowfile", "job-cowfile-legacy", "job-cowfile-upgraded", "job-yaml311", "job-random"]
 
     func testEveryFixtureRevisionRestoresBitExact() {
         for name in LegacyTests.jobs {
@@ -102,7 +102,7 @@ final class LegacyTests: XCTestCase {
     }
 
     func testUpgradeThenRestoreAgainAndPurgeOldChunks() throws {
-        for name in ["job-chunked", "job-shrink", "job-grow", "job-cowfile", "job-cowfile-legacy", "job-yaml311"] {
+        for name in ["job-chunked", "job-shrink", "job-grow", "job-cowfile", "job-cowfile-legacy", "job-yaml311", "job-random"] {
             let job = copyJob(name)
             let before = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
             let up = E2E.backy(["-b", job, "upgrade"])
