@@ -4,7 +4,8 @@
 public enum ByteFormat {
     public static func flexible(_ value: Int64) -> String {
         let units = ["kiB", "MiB", "GiB", "TiB"]
-        if abs(value) < 1024 {
+        // magnitude, not abs: abs(Int64.min) traps (a damaged .rev may say so).
+        if value.magnitude < 1024 {
             return value == 1 ? "1 Byte" : "\(value) Bytes"
         }
         var v = Double(value) / 1024

@@ -115,6 +115,8 @@ public struct ChunkMap: Equatable, Sendable {
         let size = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         let count = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
         guard acceptsChunkSize(cs) else { throw invalid(path, "chunk size \(cs)") }
+        // Offsets are off_t: an image cannot be larger.
+        guard size <= UInt64(Int64.max) else { throw invalid(path, "image size \(size)") }
         guard count == UInt64(chunkCount(size, cs)) else { throw invalid(path, "\(count) chunks for \(size) bytes") }
         // The file must be able to hold the digests (no overflow, < 2^62).
         guard count <= UInt64(Int.max / 64) else { throw invalid(path, "\(count) chunks") }

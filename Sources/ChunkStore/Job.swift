@@ -132,7 +132,15 @@ public final class Job: @unchecked Sendable {
         for name in try Posix.listDirectory(path) where name.hasSuffix(".rev") && !name.hasPrefix(".") {
             let p = path + "/" + name
             var st = stat()
-            guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard lstat(p, &st) == 0 else {
+                if errno != ENOENT { out.ignored.append((name, "cannot stat: \(String(cString: strerror(errno)))")) }
+                continue
+            }
+            // Symlinks (`last.rev`) are not revisions; other non-files are odd.
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                if (st.st_mode & S_IFMT) != S_IFLNK { out.ignored.append((name, "not a regular file")) }
+                continue
+            }
             let stem = String(name.dropLast(4))
             guard RevisionID.isWellFormed(stem) else {
                 out.ignored.append((name, "not a revision id"))

@@ -215,7 +215,7 @@ public enum Posix {
         var st = Glibc.stat()
         if fstat(fd, &st) != 0 { throw BackyError.posix("cannot stat \(path)") }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw BackyError(.corrupt, "\(path) is not a regular file")
+            throw BackyError(.io, "\(path) is not a regular file")
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         func tooLarge() -> BackyError {

@@ -145,6 +145,10 @@ public final class References {
             }
             defer { close(fd) }
             seenPins.insert(p)
+            var st = stat()
+            if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG || Int64(st.st_size) > Int64(Posix.Limit.map) {
+                throw References.refuse("pin file \(p) is not a regular file of at most \(Posix.Limit.map) bytes")
+            }
             var buf = [UInt8](repeating: 0, count: 1 << 20)
             while true {
                 let n = try buf.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, $0.count, Int64(entry.offset), path: p) }
@@ -215,19 +219,23 @@ public final class References {
     }
 
     /// Revision ids whose maps name each chunk (by chunk name: 64 hex for
-    /// native chunks, 32 for backy 2.4's).
+    /// native chunks, 32 for backy 2.4's). A map that cannot be read is
+    /// logged (that revision is damaged; status shows it).
     public func revisionsReferencing(_ names: Set<String>) throws -> [String: [String]] {
         var out: [String: [String]] = [:]
         for rev in try job.scan() {
             let chunkNames: Set<String>
-            switch rev.backend {
-            case .native:
-                guard let m = try? ChunkMap.read(path: job.mapPath(rev.id)) else { continue }
-                chunkNames = Set(m.chunks.filter { !$0.isZero }.map(\.hex))
-            case .legacyChunked:
-                guard let m = try? LegacyMap.read(path: job.legacyImagePath(rev.id)) else { continue }
-                chunkNames = m.distinctChunks
-            default:
+            do {
+                switch rev.backend {
+                case .native:
+                    chunkNames = Set(try ChunkMap.read(path: job.mapPath(rev.id)).chunks.filter { !$0.isZero }.map(\.hex))
+                case .legacyChunked:
+                    chunkNames = try LegacyMap.read(path: job.legacyImagePath(rev.id)).distinctChunks
+                default:
+                    continue
+                }
+            } catch {
+                if rev.isComplete { job.log.warning("Cannot tell which chunks revision \(rev.id) uses: \(error)") }
                 continue
             }
             for c in chunkNames where names.contains(c) { out[c, default: []].append(rev.id) }

@@ -59,6 +59,34 @@ public struct RestoreTargetPolicy: Sendable {
         }
     }
 
+    /// Checks where a best-effort restore may write its damage report
+    /// (written by rename, so checked by path, before the restore starts):
+    /// not into a job directory except as `restore-damage-*.json` directly
+    /// in this job's, not over a non-empty file without --force.
+    public func checkReport(path: String) throws {
+        guard let real = Posix.resolve(path) else {
+            throw BackyError(.usage, "damage report \(path): its directory does not exist")
+        }
+        let dir = (real as NSString).deletingLastPathComponent, name = (real as NSString).lastPathComponent
+        let ownReport = dir == jobPath && name.hasPrefix("restore-damage-") && name.hasSuffix(".json")
+        if !ownReport {
+            if !jobPath.isEmpty && (real == jobPath || real.hasPrefix(jobPath + "/")) {
+                throw BackyError(.usage, "refusing to write the damage report to \(path): it is \(real), inside the job directory \(jobPath) (name it restore-damage-….json there, or put it elsewhere)")
+            }
+            if let job = RestoreTargetPolicy.enclosingJob(of: real) {
+                throw BackyError(.usage, "refusing to write the damage report to \(path): it is inside the backy job directory \(job)")
+            }
+        }
+        if let st = Posix.linkStatus(real) {
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw BackyError(.usage, "refusing to write the damage report to \(path): it exists and is not a regular file")
+            }
+            if st.st_size > 0 && !force {
+                throw BackyError(.usage, "refusing to write the damage report to \(path): it exists and holds \(st.st_size) bytes; give --force to overwrite it")
+            }
+        }
+    }
+
     /// The path the kernel has for an open descriptor.
     static func pathOf(fd: Int32) -> String? {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -39,7 +39,9 @@ public enum StatusReport {
                           align: [.left, .left, .right, .right, .left, .left])
         var total: Int64 = 0
         for r in revs {
-            total += r.bytesWritten
+            // Saturating: damaged .rev files may claim anything.
+            let (sum, overflow) = total.addingReportingOverflow(r.bytesWritten)
+            total = overflow ? (r.bytesWritten > 0 ? .max : .min) : sum
             let dur = r.duration.map { formatDuration($0) } ?? "0 s"
             t.add([Timestamp.formatSeconds(r.timestamp), r.id, ByteFormat.flexible(r.bytesWritten), dur,
                    r.sortedTags.joined(separator: ","), flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue])
@@ -79,7 +81,7 @@ public enum StatusReport {
         return "\(s) s"
     }
 
-    public static func json(_ revs: [Revision], flags: Flags = Flags()) -> String {
+    public static func json(_ revs: [Revision], flags: Flags = Flags()) throws -> String {
         var items: [[String: Any]] = []
         for r in revs {
             var stats: [String: Any] = [:]
@@ -99,7 +101,7 @@ public enum StatusReport {
                 "stats": stats,
             ])
         }
-        let data = try! JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -108,7 +110,7 @@ public enum StatusReport {
         case .null: return NSNull()
         case .bool(let b): return b
         case .int(let i): return i
-        case .double(let d): return d
+        case .double(let d): return d.isFinite ? d as Any : String(d)
         case .string(let s): return s
         case .list(let l): return l.map(jsonValue)
         case .map(let m):

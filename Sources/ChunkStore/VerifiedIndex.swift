@@ -15,10 +15,24 @@ public struct VerifiedIndex: Sendable {
 
     public static func path(_ job: Job) -> String { job.path + "/" + fileName }
 
-    public static func load(_ job: Job) -> VerifiedIndex {
+    /// The job's index; empty if there is none yet. One that cannot be read
+    /// is an error (a read error is not "never verified": saving would
+    /// throw the times away); one that is damaged is logged and rebuilt.
+    public static func load(_ job: Job) throws -> VerifiedIndex {
         var idx = VerifiedIndex()
-        guard let bytes = try? Posix.readFile(path(job), limit: Posix.Limit.map), bytes.count >= 16,
-              Array(bytes[0..<8]) == magic else { return idx }
+        let bytes: [UInt8]
+        do {
+            bytes = try Posix.readFile(path(job), limit: Posix.Limit.map)
+        } catch let e as BackyError where e.isNoSuchFile {
+            return idx
+        } catch let e as BackyError where e.kind == .corrupt {
+            job.log.warning("Ignoring the damaged verified index: \(e.message)")
+            return idx
+        }
+        guard bytes.count >= 16, Array(bytes[0..<8]) == magic else {
+            job.log.warning("Ignoring the damaged verified index \(path(job)) (bad header)")
+            return idx
+        }
         bytes.withUnsafeBytes { b in
             // The count must fit the file (a damaged one may say 2^64 - 1).
             let count = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self))

@@ -155,7 +155,7 @@ public final class Verifier {
         }
         for f in found { badThisRun.insert(f.name) }
         for i in indices where !badThisRun.contains(image.chunkName(i)) { goodThisRun.insert(image.chunkName(i)) }
-        var index = VerifiedIndex.load(job)
+        var index = try VerifiedIndex.load(job)
         index.record(okNative.get, at: Date())
         try index.save(job)
         var what = "\(indices.count) chunks read back (\(ByteFormat.flexible(bytes.get)))"
@@ -195,7 +195,7 @@ public final class Verifier {
             }
             for c in try job.loadMap(rev).distinctChunks { refCount[c, default: 0] += 1 }
         }
-        var index = VerifiedIndex.load(job)
+        var index = try VerifiedIndex.load(job)
         let all = refCount.keys.sorted {
             let a = index.lastVerifiedSeconds($0), b = index.lastVerifiedSeconds($1)
             if a != b { return a < b }
@@ -228,7 +228,7 @@ public final class Verifier {
     /// counted too).
     public static func coverage(job: Job) throws -> (chunks: Int, neverVerified: Int, oldest: Date?) {
         let ids = try job.store.allChunks()
-        let index = VerifiedIndex.load(job)
+        let index = try VerifiedIndex.load(job)
         var never = 0
         var oldest: UInt32 = .max
         for id in ids {

@@ -63,7 +63,10 @@ public struct JobHistory: Sendable {
     /// gives an empty history; one that cannot be read, a history with the
     /// reason in `problems`.
     public static func scan(jobPath: String, log: Logger) -> JobHistory {
-        guard Posix.exists(jobPath + "/config") else { return JobHistory() }
+        guard Posix.exists(jobPath + "/config") else {
+            if errno == ENOENT { return JobHistory() }
+            return JobHistory(problems: ["cannot read \(jobPath)/config: \(String(cString: strerror(errno)))"])
+        }
         let job: Job
         let report: Job.ScanResult
         do {
@@ -108,7 +111,13 @@ public final class HistoryCache: @unchecked Sendable {
     /// The history of the job at `jobPath`, rescanned if the directory changed.
     public func history(jobPath: String) -> JobHistory {
         var st = stat()
-        guard stat(jobPath, &st) == 0 else { return JobHistory() }
+        guard stat(jobPath, &st) == 0 else {
+            // A job without a directory yet has no history; one whose
+            // directory cannot be read is a problem, not a fresh job.
+            let e = errno
+            if e == ENOENT { return JobHistory() }
+            return JobHistory(problems: ["cannot read the job directory \(jobPath): \(String(cString: strerror(e)))"])
+        }
         let mtime = st.st_mtim
         lock.lock()
         if let e = entries[jobPath], e.trustworthy, e.mtime.tv_sec == mtime.tv_sec, e.mtime.tv_nsec == mtime.tv_nsec {

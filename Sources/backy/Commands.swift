@@ -63,6 +63,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
+            if let p = damageReport { try RestoreRun.policy(job: job, force: force).checkReport(path: p) }
             let outcome = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
                                              bestEffort: bestEffort, force: force, log: log)
             let damage = outcome.damage
@@ -111,7 +112,7 @@ struct StatusCommand: ParsableCommand {
             let revs = try job.scan()
             let flags = StatusReport.Flags(job: job, revisions: revs)
             if json {
-                print(StatusReport.json(revs, flags: flags))
+                print(try StatusReport.json(revs, flags: flags))
             } else {
                 print(StatusReport.table(revs, flags: flags))
                 let cov = try Verifier.coverage(job: job)

@@ -165,10 +165,14 @@ final class MalformedInputTests: XCTestCase {
         let job = try Job.initialize(path: d + "/job", source: YAMLMap([("filename", .string("/dev/null")), ("type", .string("file"))]))
         var bytes = Array("BKYVRFY1".utf8) + [UInt8](repeating: 0xFF, count: 8) + [UInt8](repeating: 0, count: 24)
         try Data(bytes).write(to: URL(fileURLWithPath: VerifiedIndex.path(job)))
-        XCTAssertEqual(VerifiedIndex.load(job).count, 0)
+        XCTAssertEqual(try VerifiedIndex.load(job).count, 0)
         bytes.replaceSubrange(8..<16, with: [3, 0, 0, 0, 0, 0, 0, 0])
         try Data(bytes).write(to: URL(fileURLWithPath: VerifiedIndex.path(job)))
-        XCTAssertEqual(VerifiedIndex.load(job).count, 0, "three entries claimed, room for two: ignored")
+        XCTAssertEqual(try VerifiedIndex.load(job).count, 0, "three entries claimed, room for two: ignored")
+        // A directory in its place is an error, not an empty index.
+        try FileManager.default.removeItem(atPath: VerifiedIndex.path(job))
+        try FileManager.default.createDirectory(atPath: VerifiedIndex.path(job), withIntermediateDirectories: false)
+        XCTAssertThrowsError(try VerifiedIndex.load(job))
     }
 
     func testWorkspaceHoldsLZOsWorstCase() {

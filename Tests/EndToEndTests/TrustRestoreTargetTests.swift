@@ -136,4 +136,29 @@ final class TrustRestoreTargetTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
         XCTAssertEqual(json["revision"] as? String, old, "the report names the revision that was restored")
     }
+
+    /// The damage report is written by rename: it must not replace a map.
+    func testDamageReportNeverReplacesAFileOfTheJob() throws {
+        let t = Trust.job(self, mib: 5)
+        let chunk = Trust.chunkFiles(t.job)[0]
+        chmod(chunk, 0o644)
+        E2E.write(chunk, [0xde, 0xad], at: 40)
+        let map = t.job + "/\(t.revs[0]).map"
+        let before = E2E.sha256(file: map)
+        for report in [map, t.job + "/last", t.job + "/config", t.img] {
+            let r = E2E.backy(["-b", t.job, "restore", "--best-effort", "--damage-report", report, "-"])
+            XCTAssertEqual(r.code, 1, "\(report): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("Error: refusing to write the damage report to \(report): "), r.stderr)
+        }
+        XCTAssertEqual(E2E.sha256(file: map), before)
+        XCTAssertEqual(Posix_readlink(t.job + "/last"), "\(t.revs[0]).map")
+        // Its default place, and an explicit one of that name, are fine.
+        let ok = E2E.backy(["-b", t.job, "restore", "--best-effort", "--damage-report", t.job + "/restore-damage-mine.json", "-"])
+        XCTAssertEqual(ok.code, 2, ok.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: t.job + "/restore-damage-mine.json"))
+    }
+}
+
+func Posix_readlink(_ p: String) -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: p)
 }

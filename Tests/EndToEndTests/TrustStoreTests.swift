@@ -294,6 +294,23 @@ final class TrustStoreTests: XCTestCase {
         XCTAssertTrue(list.out.contains(t.revs[0]), list.out)
     }
 
+    func testAbsurdStatsNeverTrap() throws {
+        let t = Trust.job(self, mib: 5)
+        for (k, v) in ["9223372036854775807", "9223372036854775807", "-9223372036854775808", "1e308", "-0"].enumerated() {
+            let id = Trust.newID(20 + k)
+            try Trust.cloneRevision(t.job, from: t.revs[0], to: id, timestamp: "2021-01-0\(k + 1) 00:00:00+00:00")
+            var text = try String(contentsOfFile: t.job + "/\(id).rev", encoding: .utf8)
+            text = text.replacingOccurrences(of: "bytes_written: ", with: "bytes_written: \(v), old_bytes_written: ")
+            try text.write(toFile: t.job + "/\(id).rev", atomically: true, encoding: .utf8)
+        }
+        for args in [["status"], ["status", "--json"]] {
+            let m = Trust.measure(["-b", t.job] + args)
+            XCTAssertEqual(m.signal, 0, "\(args): killed by signal \(m.signal): \(m.stderr)")
+            XCTAssertEqual(m.code, 0, "\(args): \(m.stderr)")
+            XCTAssertEqual(m.stderr, "", "\(args)")
+        }
+    }
+
     func testFutureDatedRevisionIsFlaggedAndNeverLatest() throws {
         let t = Trust.job(self, mib: 5)
         let future = Trust.newID(99)
