@@ -62,15 +62,22 @@ public final class Job: @unchecked Sendable {
     @discardableResult
     public static func initialize(path: String, source: YAMLMap, groupAccess: Bool = false,
                                   logger: Logger = Logger(label: "backy")) throws -> Job {
+        try refuseExistingConfig(path: path)
         try createDirectory(path, groupAccess: groupAccess)
         let cfg = path + "/config"
-        if Posix.exists(cfg) {
-            throw BackyError(.usage, "Refusing to initialize with existing config \(cfg).")
-        }
         try writeConfig(path: cfg, source: source)
         let job = try Job(path: path, logger: logger)
         try job.store.create()
         return job
+    }
+
+    /// Throws if `path` already holds a job `config` (`init` never
+    /// overwrites one).
+    public static func refuseExistingConfig(path: String) throws {
+        let cfg = path + "/config"
+        if Posix.linkStatus(cfg) != nil {
+            throw BackyError(.usage, "Refusing to initialize with existing config \(cfg).")
+        }
     }
 
     /// Writes a job `config` (flow style, one line, keys sorted, like 2.4).
@@ -278,11 +285,24 @@ public final class Job: @unchecked Sendable {
         }
     }
 
-    /// Removes every file of a revision (`<id>.rev` last, so a crash in the
-    /// middle leaves an incomplete revision that the next backup removes).
+    /// Removes every file of a revision. It is first marked incomplete
+    /// (`stats.duration` dropped, durably) and `<id>.rev` goes last, so a
+    /// crash in the middle leaves an incomplete revision that the next
+    /// backup removes, and a complete revision always has its map (purge
+    /// relies on that). A `.rev` that cannot be read goes first.
     public func removeRevision(_ id: String) throws {
         guard RevisionID.isWellFormed(id) else {
             throw BackyError(.usage, "refusing to remove '\(id)': not a revision id")
+        }
+        do {
+            var rev = try Revision.load(path: revPath(id))
+            if rev.isComplete {
+                rev.stats["duration"] = nil
+                try save(rev)
+            }
+        } catch let e as BackyError where e.isNoSuchFile {
+        } catch let e as BackyError where e.kind == .corrupt || e.kind == .usage {
+            try Posix.unlinkIfPresent(revPath(id))
         }
         for name in try Posix.listDirectory(path) where name.hasPrefix(id) && name != id + ".rev" {
             let rest = name.dropFirst(id.count)

@@ -198,7 +198,7 @@ public enum Posix {
     public enum Limit {
         /// `<id>.rev`, a job's `config`: a few hundred bytes when written
         /// by backy.
-        public static let metadata = 1 << 20
+        public static let metadata = 64 << 10
         /// `backy.conf`, the scheduler's status file (1,000 jobs take
         /// about 300 KiB).
         public static let configuration = 16 << 20

@@ -178,8 +178,10 @@ public final class References {
 
     /// Every complete revision must have had its map read: a revision whose
     /// map is missing or unreadable is damaged, and purge must not act as if
-    /// it referenced nothing. (A revision removed meanwhile — its `.rev`
-    /// gone too — is fine.)
+    /// it referenced nothing. Backups write the map before they complete the
+    /// `.rev`, removal makes the `.rev` incomplete before it removes the map:
+    /// so a complete `.rev` read anew names a map that exists, or one that
+    /// is being removed (then the `.rev`, read again, is no longer complete).
     private func checkRevisions(_ revFiles: [String]) throws {
         var seenRevs = Set<String>()
         for p in revFiles {
@@ -201,21 +203,47 @@ public final class References {
                 }
                 revs[p] = (ident, rev)
             }
-            guard let rev, rev.isComplete else { continue }
-            let need: String
-            switch rev.backend {
-            case .native:
-                need = job.mapPath(rev.id)
-                if case .native? = maps[need]?.parsed { continue }
-            case .legacyChunked:
-                need = job.legacyImagePath(rev.id)
-                if case .legacy? = maps[need]?.parsed { continue }
-            case .cowfile, .unknown: continue
-            }
-            if Posix.linkStatus(p) == nil && errno == ENOENT { continue }  // forgotten meanwhile
+            // A file whose uuid is not its name is no revision (scan ignores it).
+            guard let rev, rev.isComplete, p.hasSuffix("/" + rev.id + ".rev") else { continue }
+            guard let need = mapNeeded(by: rev), !hasMap(need, of: rev) else { continue }
+            if try settled(p, needs: need) { revs[p] = nil; continue }
             throw References.refuse("revision \(rev.id) has no readable map (\(need)); repair it or remove it with `backy forget -r \(rev.id)`")
         }
         for p in revs.keys where !seenRevs.contains(p) { revs[p] = nil }
+    }
+
+    /// The file holding a revision's chunk list, if it has one.
+    private func mapNeeded(by rev: Revision) -> String? {
+        switch rev.backend {
+        case .native: return job.mapPath(rev.id)
+        case .legacyChunked: return job.legacyImagePath(rev.id)
+        case .cowfile, .unknown: return nil
+        }
+    }
+
+    private func hasMap(_ need: String, of rev: Revision) -> Bool {
+        switch (rev.backend, maps[need]?.parsed) {
+        case (.native, .native?), (.legacyChunked, .legacy?): return true
+        default: return false
+        }
+    }
+
+    /// A complete revision whose map was not read when the directory was
+    /// listed: reads the `.rev` and then its map again (a backup may have
+    /// just completed it, a removal may be under way). True when it is no
+    /// longer complete, or its map is now read.
+    private func settled(_ revPath: String, needs need: String) throws -> Bool {
+        for attempt in 0..<20 {
+            if attempt > 0 { usleep(20_000) }
+            let rev: Revision
+            do { rev = try Revision.load(path: revPath) } catch { return true }  // gone or no longer a revision
+            guard rev.isComplete else { return true }
+            guard let st = try statOrGone(need), (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard let parsed = try parse(need, imageOK: false) else { continue }
+            maps[need] = (Identity(st), parsed)
+            return hasMap(need, of: rev)
+        }
+        return false
     }
 
     /// Revision ids whose maps name each chunk (by chunk name: 64 hex for

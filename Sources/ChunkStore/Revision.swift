@@ -101,9 +101,6 @@ public struct Revision: Sendable, Equatable {
         let v = try YAML.parse(text, source: path)
         guard var m = v.map else { throw BackyError(.corrupt, "\(path): not a revision file (not a YAML mapping)") }
         guard let id = m["uuid"]?.string, !id.isEmpty else { throw BackyError(.corrupt, "\(path): revision has no uuid") }
-        guard RevisionID.isWellFormed(id) else {
-            throw BackyError(.corrupt, "\(path): '\(id.prefix(80))' is not a revision id")
-        }
         guard let tsValue = m["timestamp"] else { throw BackyError(.corrupt, "\(path): revision has no timestamp") }
         let seconds: Double
         switch tsValue {

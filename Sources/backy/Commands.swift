@@ -18,6 +18,7 @@ struct InitCommand: ParsableCommand {
 
     func run() throws {
         try Operation.run(global) { log in
+            try Job.refuseExistingConfig(path: global.jobDir)
             let cfg = try SourceFactory.initConfig(type: type, spec: source)
             let job = try Job.initialize(path: global.jobDir, source: cfg, groupAccess: groupAccess, logger: log)
             log.info("Initialized job \(job.path) with a \(type) source")

@@ -74,7 +74,7 @@ final class BackupRestoreTests: XCTestCase {
         for (name, env) in [("direct", [String: String]()), ("buffered", ["BACKY_RESTORE_BUFFERED": "1"])] {
             let out = d + "/out-" + name
             E2E.write(out, [UInt8](repeating: 0xFF, count: 30 * 1024 * 1024), at: 0)
-            let r = E2E.backy(["-b", job, "restore", out], env: env)
+            let r = E2E.backy(["-b", job, "restore", "--force", out], env: env)
             XCTAssertEqual(r.code, 0, r.stderr)
             XCTAssertEqual(E2E.sha256(file: out), want, name)
         }

@@ -401,7 +401,7 @@ final class TrustStoreTests: XCTestCase {
         try big.write(toFile: t.job + "/\(id).rev", atomically: true, encoding: .utf8)
         let st = E2E.backy(["-b", t.job, "status"])
         XCTAssertEqual(st.code, 0, st.stderr)
-        XCTAssertTrue(st.stderr.contains("is larger than 1.00 MiB (1048576 bytes)"), st.stderr)
+        XCTAssertTrue(st.stderr.contains("is larger than 64.00 kiB (65536 bytes)"), st.stderr)
         // A revision file that is a FIFO does not block anyone.
         mkfifo(t.job + "/\(Trust.newID(7)).rev", 0o644)
         let m = Trust.measure(["-b", t.job, "status"], timeout: 20)

@@ -81,43 +81,53 @@ enum Trust {
         let seconds: Double
     }
 
-    /// Runs the backy binary as a child of its own and waits for it with
-    /// wait4, which reports that child's own peak memory. Killed after
-    /// `timeout` seconds (then `signal` is SIGKILL).
+    /// Runs the backy binary under GNU time, which forks it and reports
+    /// that child's own peak memory (wait4 on a child spawned from this test
+    /// process would count this process's memory: Linux carries the
+    /// parent's high-water mark into a vfork child). Its whole process
+    /// group is killed after `timeout` seconds (then `signal` is SIGKILL).
     static func measure(_ args: [String], timeout: Double = 60) -> Measured {
         let base = NSTemporaryDirectory() + "/backy-trust-\(UUID().uuidString)"
-        let outPath = base + ".out", errPath = base + ".err"
-        defer { unlink(outPath); unlink(errPath) }
+        let outPath = base + ".out", errPath = base + ".err", timePath = base + ".time"
+        defer { unlink(outPath); unlink(errPath); unlink(timePath) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([E2E.binary] + args).map { strdup($0) } + [nil]
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(0x02))  // POSIX_SPAWN_SETPGROUP
+        let time = "/usr/bin/time"
+        let argv: [UnsafeMutablePointer<CChar>?] = ([time, "-o", timePath, "-f", "%M %e", E2E.binary] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0
         let start = Date()
-        let rc = argv.withUnsafeBufferPointer { posix_spawn(&pid, E2E.binary, &actions, nil, $0.baseAddress!, environ) }
-        guard rc == 0 else { return Measured(code: -1, signal: 0, stdout: "", stderr: "spawn: \(rc)", maxRSSKiB: 0, seconds: 0) }
+        let rc = argv.withUnsafeBufferPointer { posix_spawn(&pid, time, &actions, &attr, $0.baseAddress!, environ) }
+        guard rc == 0 else { return Measured(code: -1, signal: 0, stdout: "", stderr: "cannot run \(time): \(rc)", maxRSSKiB: 0, seconds: 0) }
         var status: Int32 = 0
-        var usage = rusage()
         var killed = false
-        while true {
-            let r = wait4(pid, &status, WNOHANG, &usage)
-            if r == pid { break }
+        while waitpid(pid, &status, WNOHANG) != pid {
             if Date().timeIntervalSince(start) > timeout && !killed {
-                kill(pid, SIGKILL)
+                kill(-pid, SIGKILL)
                 killed = true
             }
             usleep(5_000)
         }
         let secs = Date().timeIntervalSince(start)
-        let sig = status & 0x7f
-        let code = sig == 0 ? (status >> 8) & 0xff : -1
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return Measured(code: code, signal: sig, stdout: out, stderr: err, maxRSSKiB: usage.ru_maxrss, seconds: secs)
+        let report = ((try? String(contentsOfFile: timePath, encoding: .utf8)) ?? "").split(separator: "\n")
+        var sig: Int32 = killed ? SIGKILL : 0
+        for line in report where line.hasPrefix("Command terminated by signal ") {
+            sig = Int32(line.split(separator: " ").last ?? "") ?? sig
+        }
+        let rss = report.last.flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
+        let code: Int32 = sig != 0 ? -1 : (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
+        return Measured(code: code, signal: sig, stdout: out, stderr: err, maxRSSKiB: rss, seconds: secs)
     }
 
     static func bytes(_ path: String) -> [UInt8] {
