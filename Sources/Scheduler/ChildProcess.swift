@@ -53,7 +53,7 @@ enum ChildProcess {
         }
         if rc != 0 {
             throw NSError(domain: "backy", code: Int(rc), userInfo: [NSLocalizedDescriptionKey:
-                "cannot run \(executable): \(String(cString: strerror(rc)))"])
+                "cannot run \(executable) (output to \(outputFile)): \(String(cString: strerror(rc)))"])
         }
         return pid
     }

@@ -36,6 +36,12 @@ final class TrustRestoreTargetTests: XCTestCase {
                 XCTAssertTrue(r.stderr.contains("Error: refusing to restore to \(target): "), r.stderr)
             }
         }
+        // The job directory itself (and its chunks/ directory).
+        for dir in [t.job, t.job + "/chunks"] {
+            let r = E2E.backy(["-b", t.job, "restore", dir])
+            XCTAssertEqual(r.code, 1, r.stderr)
+            XCTAssertEqual(Trust.errorLines(r.stderr), ["Error: restore target \(dir) is a directory"])
+        }
         XCTAssertEqual(protected.map { E2E.sha256(file: $0) }, before, "nothing in the job or the source changed")
         XCTAssertFalse(FileManager.default.fileExists(atPath: t.job + "/new-file.img"), "no file left inside the job")
         XCTAssertFalse(FileManager.default.fileExists(atPath: t.job + "/chunks/new.img"))

@@ -50,6 +50,12 @@ final class TrustSchedulerTests: XCTestCase {
         try Trust.cloneRevision(stale, from: staleReal, to: Trust.newID(6), timestamp: threeDays)
         try Trust.cloneRevision(stale, from: staleReal, to: Trust.newID(7), timestamp: "2099-06-01 00:00:00+00:00")
         XCTAssertEqual(E2E.backy(["-b", stale, "forget", "-r", staleReal]).code, 0)
+        // ... and a symlink planted as its backy.log, which the scheduler's
+        // children must not follow.
+        let victim = h.dir + "/victim"
+        E2E.write(victim, Array("precious\n".utf8), at: 0)
+        unlink(stale + "/backy.log")
+        symlink(victim, stale + "/backy.log")
 
         h.start()
         guard h.process?.isRunning ?? false else {
@@ -60,8 +66,10 @@ final class TrustSchedulerTests: XCTestCase {
                       "the healthy job backs up: \(h.logText)")
         XCTAssertTrue(h.wait(timeout: 90) {
             let s = (try? String(contentsOfFile: h.statusFile, encoding: .utf8)) ?? ""
-            return s.contains("job: notadir") && s.split(separator: "\n").contains { $0.contains("job: notadir") && $0.contains("failures: 1") }
-                && s.split(separator: "\n").contains { $0.contains("job: stale") && $0.contains("failures: 1") }
+            let failed = { (job: String) in
+                s.split(separator: "\n").contains { $0.contains("job: \(job),") && !$0.contains("failures: 0,") }
+            }
+            return failed("notadir") && failed("stale")
                 && h.logText.contains("hostile: finished purging")
         }, "the broken jobs' runs fail and are counted: \((try? String(contentsOfFile: h.statusFile, encoding: .utf8)) ?? "")\n\(h.logText)")
         XCTAssertTrue(h.process?.isRunning ?? false, "the daemon survived expiry and the status writer: \(h.logText)")
@@ -91,6 +99,7 @@ final class TrustSchedulerTests: XCTestCase {
         XCTAssertTrue(h.jobsRow("notadir").contains("failed"), h.jobsRow("notadir"))
         XCTAssertFalse(h.jobsRow("healthy").contains("problems"), h.jobsRow("healthy"))
         XCTAssertTrue(h.logText.contains("hostile: problems: "), "logged with the reason")
+        XCTAssertEqual(Trust.bytes(victim), Array("precious\n".utf8), "no child wrote through the planted log symlink")
         XCTAssertEqual(h.stop(), 0, h.logText)
     }
 }
