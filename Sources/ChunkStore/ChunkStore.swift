@@ -288,7 +288,7 @@ public final class ChunkStore: @unchecked Sendable {
                 }
                 let name = e.name
                 if e.type == .file, name.hasSuffix(ChunkStore.suffix), name.utf8.count == 64 + ChunkStore.suffix.utf8.count,
-                   let id = ChunkID(hex: name.prefix(64)), id.prefix == sub.name {
+                   let id = ChunkID(hex: name.prefix(64)), id.prefix == sub.name, id.hex == name.prefix(64) {
                     try body(.chunk(id))
                 } else {
                     try body(.other(path: dir + "/" + name, prefix: sub.name, name: name))

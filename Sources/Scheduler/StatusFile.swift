@@ -142,6 +142,9 @@ public enum Check {
 
     public static func run(statusFile path: String, now: Date = Date()) -> Result {
         guard let st = Posix.status(path) else {
+            if errno != ENOENT {
+                return Result(code: 3, output: "UNKNOWN: Cannot read status file \(path): \(String(cString: strerror(errno)))\n")
+            }
             return Result(code: 3, output: "UNKNOWN: No status file found at \(path)\n")
         }
         let mtime = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)

@@ -150,7 +150,7 @@ public final class CephRBDSource: BackupSource {
         let cs = UInt64(chunkSize)
         for e in extents {
             guard e.length > 0, e.offset < size else { continue }
-            let end = min(size, e.offset + e.length)
+            let end = e.length >= size - e.offset ? size : e.offset + e.length  // no overflow
             let first = Int(e.offset / cs), last = Int((end - 1) / cs)
             for i in first...last {
                 if e.exists {
