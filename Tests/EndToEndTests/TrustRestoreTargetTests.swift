@@ -157,7 +157,7 @@ final class TrustRestoreTargetTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains("Error: refusing to write the damage report to \(report): "), r.stderr)
         }
         XCTAssertEqual(E2E.sha256(file: map), before)
-        XCTAssertEqual(Posix_readlink(t.job + "/last"), "\(t.revs[0]).map")
+        XCTAssertEqual(readLink(t.job + "/last"), "\(t.revs[0]).map")
         // Its default place, and an explicit one of that name, are fine.
         let ok = E2E.backy(["-b", t.job, "restore", "--best-effort", "--damage-report", t.job + "/restore-damage-mine.json", "-"])
         XCTAssertEqual(ok.code, 2, ok.stderr)
@@ -165,6 +165,6 @@ final class TrustRestoreTargetTests: XCTestCase {
     }
 }
 
-func Posix_readlink(_ p: String) -> String? {
+func readLink(_ p: String) -> String? {
     try? FileManager.default.destinationOfSymbolicLink(atPath: p)
 }
