@@ -1,6 +1,8 @@
 // ChunkStore: the content-addressed directory of chunk files of one job,
 // `chunks/<2 hex>/<64 hex>.chunk`. Writes appear whole or not at all
-// (temp file, fsync, rename); every read re-checks the SHA-256.
+// (temp file, fsync, rename); every read re-checks the SHA-256; chunk files
+// are never opened through a symlink, and `checkOwnership` tells whether the
+// store's directories are the job's own.
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,10 @@
 // Job: one job directory in backy 2.4's shape: `config`, `<id>.rev` per
 // revision, `<id>.map` per native revision, `chunks/`, lock files, `last`
-// and `last.rev` symlinks. Scans revisions, resolves revision specs, removes
-// revisions and incomplete leftovers.
+// and `last.rev` symlinks. Scans revisions (only well-formed ids become
+// paths; other files are ignored and reported, never removed), resolves
+// revision specs (future-dated revisions only by id), checks a revision's
+// files for damage, creates job directories (0700), removes revisions and
+// incomplete leftovers.
 import Foundation
 import Logging
 #if canImport(Glibc)

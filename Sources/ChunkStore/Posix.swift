@@ -1,6 +1,7 @@
 // Posix: thin throwing wrappers around the system calls the store relies on
-// (open, pread/pwrite loops, fsync of files and directories, rename, unlink),
-// so every failure carries the path and errno text.
+// (open, pread/pwrite loops, fsync of files and directories, rename, unlink,
+// typed directory listings, path resolution), so every failure carries the
+// path and errno text; whole-file reads have a size limit per kind of file.
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,9 @@
 // Purger: `backy purge`. Removes chunk files that no revision map and no
 // running session refers to, in batches decided under the exclusive gate,
 // so it runs beside backups, restores and NBD sessions without waiting for
-// them and without losing a chunk they rely on (docs/store-format.md).
+// them and without losing a chunk they rely on (docs/store-format.md). Acts
+// only on a store that is provably the job's own (no symlinks in chunks/),
+// deleting relative to directories opened without following symlinks.
 import Foundation
 import Logging
 #if canImport(Glibc)

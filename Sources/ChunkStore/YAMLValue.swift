@@ -1,4 +1,5 @@
 // YAMLValue: a small YAML document model for config and revision files:
+// screened for anchors, aliases and deep nesting (libyaml's events), then
 // parsed through Yams (libyaml) with line numbers kept for error messages,
 // and emitted in the style PyYAML's safe_dump uses (sorted keys, flow style
 // for collections of scalars), which backy 2.4 writes and reads.

@@ -14,6 +14,11 @@
 // SIGTERM (their process group), are waited for (SIGKILL after `stopGrace`), and
 // their incomplete revisions are cleaned by the next backup.
 //
+// One job's broken files fail that job only: a job directory that cannot be
+// prepared makes its runs fail (counted, retried), and its problems — with
+// those of its history — reach the status file, `check` and the console, and
+// are logged once when they change; the daemon and the other jobs go on.
+//
 // Threads: the calling thread runs the planning loop; one thread per running job
 // (≤ worker-limit) waits for its children; one writes the status file; one reads
 // signals from a self-pipe; the console runs on one SwiftNIO event loop. All job

@@ -3,6 +3,9 @@
 // status file, the SLA and the console). Scans are cached per job directory and
 // redone only when the directory's mtime changes (every revision write, rename or
 // removal changes it), so the status writer and `jobs` stay cheap with 1,000 jobs.
+// A history also carries the job's problems (ignored revision files, damaged
+// revisions, a directory that cannot be read); future-dated revisions are
+// told apart at the time of asking.
 
 import ChunkStore
 import Foundation
