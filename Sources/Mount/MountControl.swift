@@ -13,10 +13,9 @@ import Glibc
 public enum MountControl {
     /// Unmounts the backy mount at `path`; returns what was done.
     public static func unmount(_ path: String, timeout: Double = 60) throws -> String {
-        guard let real = Posix.realpath(path) else {
-            throw BackyError(.notFound, "\(path) does not exist")
-        }
+        let real = MountTable.canonical(path)
         guard let entry = MountTable.mount(at: real) else {
+            if !Posix.exists(real) { throw BackyError(.notFound, "\(path) does not exist") }
             throw BackyError(.usage, "\(path) is not mounted")
         }
         guard entry.fstype == MountTable.backyType else {

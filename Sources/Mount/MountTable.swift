@@ -50,6 +50,16 @@ public enum MountTable {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The absolute, symlink-free form of `path`, resolving only its parent:
+    /// a dead FUSE mount cannot be looked at, but it can be named.
+    public static func canonical(_ path: String) -> String {
+        let abs = URL(fileURLWithPath: path).standardizedFileURL.path
+        if abs == "/" { return abs }
+        let parent = (abs as NSString).deletingLastPathComponent
+        let p = Posix.realpath(parent) ?? parent
+        return (p == "/" ? "" : p) + "/" + (abs as NSString).lastPathComponent
+    }
+
     /// The mount at exactly `path` (the last one if several are stacked).
     public static func mount(at path: String) -> Entry? {
         entries().last { $0.mountpoint == path }

@@ -89,18 +89,18 @@ struct MountCommand: ParsableCommand {
         }
     }
 
-    /// Creates MOUNTPOINT if missing; refuses one that is already a mount.
+    /// Creates MOUNTPOINT if missing; refuses one that is already a mount
+    /// (also a dead one, whose directory cannot even be looked at).
     static func prepare(_ path: String) throws -> String {
-        if !Posix.exists(path) && mkdir(path, 0o755) != 0 {
-            throw BackyError.posix("cannot create the mount point \(path)")
-        }
-        guard Posix.isDirectory(path), let real = Posix.realpath(path) else {
-            throw BackyError(.usage, "\(path) is not a directory")
-        }
+        let real = MountTable.canonical(path)
         if let m = MountTable.mount(at: real) {
             throw BackyError(.usage, "\(path) is already a mount point (\(m.fstype))\(m.fstype == MountTable.backyType ? "; backy umount it first" : "")")
         }
-        return real
+        if !Posix.exists(real) && mkdir(real, 0o755) != 0 {
+            throw BackyError.posix("cannot create the mount point \(path)")
+        }
+        guard Posix.isDirectory(real) else { throw BackyError(.usage, "\(path) is not a directory") }
+        return Posix.realpath(real) ?? real
     }
 
     /// The mount itself (in the foreground, or as the background process).

@@ -202,7 +202,26 @@ final class MountTests: XCTestCase {
         // And the directory can be mounted again.
         backyMount(job, mp)
         assertSameFiles(disk.trees["part2"]!, mp + "/part2")
-        XCTAssertEqual(E2E.backy(["umount", mp]).code, 0)
+
+        // Watchdog and server both killed: the mount stays, dead; mount
+        // refuses the point, umount removes the stale mount.
+        guard let pid2 = MountFixture.servingPid(mp) else { return XCTFail("no .backy-mount") }
+        let dogs = MountFixture.processes(mentioning: "backy-watchdog").filter { $0.contains(mp) }
+        XCTAssertEqual(dogs.count, 1, "\(dogs)")
+        for dog in dogs { kill(Int32(dog.prefix { $0 != ":" })!, SIGKILL) }
+        kill(pid2, SIGKILL)
+        XCTAssertTrue(MountFixture.eventually(10) { MountFixture.processes(mentioning: mp).isEmpty },
+                      "fuse2fs dies with its parent: \(MountFixture.processes(mentioning: mp))")
+        XCTAssertEqual(MountFixture.mounts(mp).count, 3)
+        let refused = E2E.backy(["-b", job, "mount", mp])
+        XCTAssertEqual(refused.code, 1)
+        XCTAssertTrue(refused.stderr.contains("already a mount point") && refused.stderr.contains("backy umount"), refused.stderr)
+        let u = E2E.backy(["umount", mp])
+        XCTAssertEqual(u.code, 0, u.stderr)
+        XCTAssertTrue(u.out.contains("stale"), u.out)
+        XCTAssertEqual(MountFixture.mounts(mp), [])
+        XCTAssertEqual(E2E.backy(["-b", job, "purge"]).code, 0)
+        XCTAssertEqual(MountFixture.pins(job), [])
     }
 
     func testBadInputIsOneErrorLine() throws {
@@ -228,5 +247,129 @@ final class MountTests: XCTestCase {
         }
         XCTAssertEqual(MountFixture.mounts(d), [])
         XCTAssertEqual(MountFixture.processes(mentioning: d), [])
+    }
+
+    /// An MBR disk with one XFS partition: not opened by default, mounted
+    /// read-only through a loop device with --kernel, and nothing (mount,
+    /// loop device) left after umount or kill -9; the drill runs xfs_repair.
+    func testKernelMountOfXFS() throws {
+        try MountFixture.require(Self.tools + ["mkfs.xfs", "xfs_repair", "losetup"])
+        let d = E2E.tempDir(self, "mount-xfs")
+        let t = d + "/tree"
+        MountFixture.tree(t, seed: MountFixture.seed &+ 6)
+        // The fixture is ours and trusted: the kernel fills it.
+        MountFixture.sh("""
+            set -e; cd \(d); truncate -s 330M x.img
+            printf 'label: dos\\nstart=2048, size=320M, type=83\\n' | sfdisk -q x.img
+            truncate -s 320M xp.img && mkfs.xfs -q -f xp.img
+            mkdir fill && mount -o loop xp.img fill && cp -a tree/. fill/ && umount fill
+            dd if=xp.img of=x.img bs=1M seek=1 conv=notrunc,sparse status=none
+            """)
+        let job = MountFixture.job(d, d + "/x.img")
+        let mp = d + "/mnt"
+        let plain = backyMount(job, mp)
+        XCTAssertTrue(plain.out.contains("MBR partition table") && plain.out.contains("--kernel"), plain.out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mp + "/part1"))
+        XCTAssertEqual(E2E.backy(["umount", mp]).code, 0)
+
+        let loopsBefore = E2E.run("/sbin/losetup", ["-a"]).out
+        let k = backyMount(job, mp, ["--kernel"])
+        XCTAssertTrue(k.out.contains("kernel xfs, read-only"), k.out)
+        assertSameFiles(t, mp + "/part1")
+        let info = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        XCTAssertTrue(info.split(separator: "\n").contains { $0.contains(" \(mp)/part1 ro,nosuid,nodev,noexec") }, info)
+        XCTAssertEqual(E2E.backy(["umount", mp]).code, 0)
+        XCTAssertEqual(MountFixture.mounts(mp), [])
+        XCTAssertTrue(MountFixture.eventually(5) { E2E.run("/sbin/losetup", ["-a"]).out == loopsBefore }, "loop device left")
+
+        backyMount(job, mp, ["--kernel"])
+        guard let pid = MountFixture.servingPid(mp) else { return XCTFail("no .backy-mount") }
+        kill(pid, SIGKILL)
+        XCTAssertTrue(MountFixture.eventually(10) { MountFixture.mounts(mp).isEmpty })
+        XCTAssertTrue(MountFixture.eventually(5) { E2E.run("/sbin/losetup", ["-a"]).out == loopsBefore }, "loop device left")
+
+        let drill = E2E.backy(["-b", job, "drill"])
+        XCTAssertEqual(drill.code, 0, drill.out + drill.stderr)
+        XCTAssertTrue(drill.out.contains("xfs_repair -n"), drill.out)
+        XCTAssertEqual(E2E.backy(["-b", job, "files", "--kernel", "/level0"]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", job, "files", "/level0"]).code, 1)
+    }
+
+    /// A chunk file damaged after the backup: reads of the bytes it holds
+    /// fail with EIO (never wrong data), the rest of the image reads fine,
+    /// and the job log names the chunk.
+    func testDamagedChunkReadsAsIOError() throws {
+        try MountFixture.require(Self.tools)
+        let d = E2E.tempDir(self, "mount-badchunk")
+        let disk = MountFixture.bare(d, seed: MountFixture.seed &+ 7)
+        let job = MountFixture.job(d, disk.image)
+        // The chunk holding bytes 4..8 MiB of the image (inside the 5 MiB file's data or metadata).
+        let chunks = E2E.files(in: job + "/chunks", suffix: ".chunk").sorted()
+        XCTAssertGreaterThan(chunks.count, 2)
+        let victim = chunks[chunks.count / 2]
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
+        bytes[bytes.count - 10] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: victim))
+        let mp = d + "/mnt"
+        backyMount(job, mp)
+        let whole = E2E.run("/bin/cat", [mp + "/disk.raw"])
+        XCTAssertNotEqual(whole.code, 0)
+        XCTAssertTrue(whole.stderr.contains("Input/output error"), whole.stderr)
+        // Byte-for-byte equal wherever it could read: cmp up to the error.
+        let prefix = whole.stdout
+        let img = try Data(contentsOf: URL(fileURLWithPath: disk.image))
+        XCTAssertEqual(prefix, img.prefix(prefix.count), "bytes before the damaged chunk are the image's")
+        XCTAssertEqual(prefix.count % (4 << 20), 0, "the error starts at a chunk boundary")
+        let log = try String(contentsOfFile: job + "/backy.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("cannot be read"), log)
+        XCTAssertEqual(E2E.backy(["umount", mp]).code, 0)
+    }
+
+    /// -f stays in the foreground; SIGTERM unmounts and exits 0.
+    func testForegroundAndConfigJob() throws {
+        try MountFixture.require(Self.tools)
+        let d = E2E.tempDir(self, "mount-fg")
+        let base = d + "/base"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let disk = MountFixture.bare(d, seed: MountFixture.seed &+ 8)
+        _ = MountFixture.job(base, disk.image, name: "vm1")
+        let conf = d + "/backy.conf"
+        try """
+            global:
+                base-dir: \(base)
+            schedules:
+                default:
+                    daily: {interval: 1d, keep: 3}
+            jobs:
+                vm1:
+                    schedule: default
+                    source: {type: file, filename: \(disk.image)}
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        let mp = d + "/mnt"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: E2E.binary)
+        p.arguments = ["mount", "-f", "-c", conf, "vm1", mp]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        XCTAssertTrue(MountFixture.eventually(20) { FileManager.default.fileExists(atPath: mp + "/disk/etc-fstab") })
+        XCTAssertEqual(MountFixture.servingPid(mp), p.processIdentifier)
+        assertSameFiles(disk.trees["disk"]!, mp + "/disk")
+        p.terminate()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("Mounted revision ") && text.contains("disk/"), text)
+        XCTAssertEqual(MountFixture.mounts(mp), [])
+        XCTAssertEqual(MountFixture.pins(base + "/vm1"), [])
+        // files/get/drill take -c CONFIG JOB too; an unknown job is one line.
+        let ls = E2E.backy(["files", "-c", conf, "vm1", "/"])
+        XCTAssertEqual(ls.code, 0, ls.stderr)
+        XCTAssertTrue(ls.out.contains("etc-fstab"), ls.out)
+        let none = E2E.backy(["files", "-c", conf, "vm9", "/"])
+        XCTAssertEqual(none.code, 1)
+        XCTAssertTrue(none.stderr.hasPrefix("Error: ") && none.stderr.contains("vm9"), none.stderr)
+        XCTAssertEqual(E2E.backy(["drill", "-c", conf]).code, 2, "JOB missing is a usage error")
     }
 }
