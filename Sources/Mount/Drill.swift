@@ -177,6 +177,9 @@ public enum Drill {
             // The private mount's path means nothing later: name the view.
             let view = (path as NSString).lastPathComponent
             fs.output = out.lastLines(8).map { FileRestore.printable($0.replacingOccurrences(of: path, with: view)) }
+            if fs.note == nil, out.text.contains("skipping journal recovery") {
+                fs.note = "journal not replayed: the filesystem was in use when it was snapshotted"
+            }
             if out.timedOut {
                 fs.verdict = "timeout"
                 fs.note = "\(program) did not finish within the time limit (\(Int(timeLimit)) s)"
