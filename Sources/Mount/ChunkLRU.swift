@@ -4,7 +4,8 @@
 // 4 KiB block would be hopeless). A chunk is loaded once even when several
 // threads want it at the same time; zero chunks are never cached. A read that
 // reaches into the second half of a chunk starts loading the next one in the
-// background (sequential readers then rarely wait for a decode).
+// background, and the two after it (sequential readers then rarely wait for
+// a decode).
 import ChunkStore
 import Foundation
 #if canImport(Glibc)
@@ -75,7 +76,10 @@ public final class ChunkLRU: @unchecked Sendable {
     private var workspaces: [ChunkWorkspace] = []
     private let prefetchQueue = DispatchQueue(label: "backy-mount-prefetch", attributes: .concurrent)
     private var prefetching = 0
-    private let maxPrefetching = 2
+    /// Chunks loaded ahead of a sequential reader, and at most that many
+    /// loads in the background (two cores decode while the reader copies).
+    private let prefetchDepth = 3
+    private let maxPrefetching = 3
 
     /// Counters (for tests and the log).
     public private(set) var loads = 0
@@ -113,7 +117,9 @@ public final class ChunkLRU: @unchecked Sendable {
                 memcpy(dst + done, e.buffer.baseAddress! + inChunk, n)
             }
             done += n
-            if inChunk + n > image.chunkSize / 2, i + 1 < image.chunkCount { prefetch(i + 1) }
+            if inChunk + n > image.chunkSize / 2 {
+                for k in (i + 1)..<min(i + 1 + prefetchDepth, image.chunkCount) { prefetch(k) }
+            }
         }
         return total
     }
@@ -196,7 +202,7 @@ public final class ChunkLRU: @unchecked Sendable {
     }
 
     /// Starts loading chunk `i` in the background unless it is cached, on
-    /// its way, zero, or two prefetches already run.
+    /// its way, zero, or `maxPrefetching` loads already run.
     public func prefetch(_ i: Int) {
         guard !image.isZero(i) else { return }
         cond.lock()

@@ -268,7 +268,18 @@ public final class RevisionFS: @unchecked Sendable {
         t.start()
         // Served by the loop from here on.
         var st = stat()
-        if stat(path, &st) == 0 { connection = UInt32(truncatingIfNeeded: (st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xffff_ff00)) }
+        if stat(path, &st) == 0 {
+            let minor = UInt32(truncatingIfNeeded: (st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xffff_ff00))
+            connection = minor
+            // The kernel reads ahead 128 KiB on a FUSE mount, one request
+            // at a time; 4 MiB (a chunk) keeps several 1 MiB requests in
+            // flight for a sequential reader. Only root may; a no-op else.
+            let fd = Glibc.open("/sys/class/bdi/0:\(minor)/read_ahead_kb", O_WRONLY | O_CLOEXEC)
+            if fd >= 0 {
+                _ = Glibc.write(fd, "4096", 4)
+                Glibc.close(fd)
+            }
+        }
     }
 
     /// True while the FUSE loop runs (it ends when the filesystem is unmounted).
