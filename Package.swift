@@ -43,7 +43,7 @@ let package = Package(
                 path: "Sources/Sources-Plugins"),
         // Schedule math, daemon, console, status file, check.
         .target(name: "Scheduler", dependencies: [
-            "SourcesPlugins",
+            "SourcesPlugins", "Mount",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -68,7 +68,7 @@ let package = Package(
 
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
         .testTarget(name: "SourcesPluginsTests", dependencies: ["SourcesPlugins"]),
-        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount"]),
         .testTarget(name: "NBDServerTests", dependencies: ["NBDServer"]),
         .testTarget(name: "MountTests", dependencies: ["Mount"]),
         // Runs the built `backy` binary (swift test builds it first).

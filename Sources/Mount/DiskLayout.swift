@@ -93,7 +93,7 @@ public struct DiskLayout: Sendable, Equatable, Codable {
         if rc == -2 {
             problems.append("ambiguous partition table signatures")
         } else if rc < 0 {
-            throw BackyError(.io, "libblkid cannot read the partition table of \(path)")
+            throw BackyError.posix("libblkid cannot read the partition table of \(path)")
         }
         if rc == 0, let list = blkid_probe_get_partitions(pr) {
             if let t = blkid_partlist_get_table(list), let ty = blkid_parttable_get_type(t) {

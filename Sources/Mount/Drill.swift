@@ -34,6 +34,20 @@ public struct DrillResult: Codable, Sendable, Equatable {
             case name, type, offset, size, checker, verdict, note, output, seconds
             case exitCode = "exit_code"
         }
+
+        public init(name: String, type: String?, offset: UInt64, size: UInt64, checker: String?, verdict: String,
+                    exitCode: Int32?, seconds: Double?, note: String?, output: [String]) {
+            self.name = name
+            self.type = type
+            self.offset = offset
+            self.size = size
+            self.checker = checker
+            self.verdict = verdict
+            self.exitCode = exitCode
+            self.seconds = seconds
+            self.note = note
+            self.output = output
+        }
     }
 
     /// When the drill ran (ISO 8601, UTC).
@@ -55,6 +69,20 @@ public struct DrillResult: Codable, Sendable, Equatable {
         case revisionTime = "revision_time"
         case exitCode = "exit_code"
         case partitionTable = "partition_table"
+    }
+
+    public init(time: String, revision: String?, revisionTime: String?, verdict: String, exitCode: Int32, seconds: Double,
+                partitionTable: String?, problems: [String], filesystems: [Filesystem], message: String?) {
+        self.time = time
+        self.revision = revision
+        self.revisionTime = revisionTime
+        self.verdict = verdict
+        self.exitCode = exitCode
+        self.seconds = seconds
+        self.partitionTable = partitionTable
+        self.problems = problems
+        self.filesystems = filesystems
+        self.message = message
     }
 
     public var date: Date? { Timestamp.parse(time) }

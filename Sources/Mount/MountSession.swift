@@ -82,7 +82,14 @@ public final class MountSession {
         do {
             try fs.mount(at: mountpoint, name: "backy:\(revision.job.name):\(revision.revision.id)",
                          threads: options.threads)
-            let layout = try DiskLayout.probe(path: mountpoint + "/disk.raw", size: image.imageSize)
+            // A damaged chunk where the table lies leaves disk.raw served.
+            let layout: DiskLayout
+            do {
+                layout = try DiskLayout.probe(path: mountpoint + "/disk.raw", size: image.imageSize)
+            } catch {
+                log.error("\(error)")
+                layout = DiskLayout(table: nil, volumes: [], problems: ["\(error)"])
+            }
             self.layout = layout
             for v in layout.volumes where v.name != "disk" {
                 fs.set(rawName(v), .view(offset: v.offset, size: v.size))
@@ -166,10 +173,10 @@ public final class MountSession {
     /// Serves until a termination signal or until the filesystem is
     /// unmounted from outside; returns which. Logs fuse2fs children that end
     /// on their own (someone unmounted their directory).
-    public func serve(signals: SignalPipe) -> String {
+    public func serve(signals: StopSignals) -> String {
         var gone = Set<String>()
         while true {
-            if let s = signals.wait(milliseconds: 250) { return SignalPipe.name(s) }
+            if let s = signals.wait(milliseconds: 250) { return StopSignals.name(s) }
             if !fs.isServing { return "unmounted" }
             for m in mounts where !gone.contains(m.volume.name) && m.hasExited() {
                 gone.insert(m.volume.name)

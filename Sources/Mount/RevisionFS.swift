@@ -173,6 +173,9 @@ public final class RevisionFS: @unchecked Sendable {
             // Text files change as the mount comes up: always ask.
             fi.pointee.direct_io = 1
         }
+        // No FLUSH on close: nothing is ever written, and a dying backy that
+        // closes a view must not wait for an answer from its own (dead) loop.
+        fi.pointee.noflush = 1
         fi.pointee.fh = UInt64(index)
         return 0
     }

@@ -1,12 +1,16 @@
 // Watchdog: what undoes a mount when backy cannot, because it was killed
-// (SIGKILL, OOM). A small shell in its own session waits on a pipe whose only
-// writer is backy: when backy ends without saying "done" (the kernel closes
-// the pipe), it detaches the whole mount tree lazily (fusermount3 -uz, which
-// takes every filesystem mounted below along) and, for a private mount,
-// removes its directory. fuse2fs children die with backy through their
-// parent-death signal, and backy's pins lapse with its flock, as any dead
-// session's do.
+// (SIGKILL, OOM). A forked child (CLinux's backy_watchdog: no exec, its own
+// session, nothing of backy's open but one pipe) waits on that pipe, whose
+// only writer is backy, and watches backy's state. When backy ends without
+// saying "done", or is stuck exiting (a thread of a dying process can wait
+// forever on a request to the process's own FUSE mount), it unmounts with
+// MNT_FORCE | MNT_DETACH: the FUSE connection is aborted (every waiting
+// request fails, so the exit completes) and the whole tree below the mount
+// point is detached; for a private mount it removes the directory. fuse2fs
+// children die with backy through their parent-death signal, and backy's pins
+// lapse with its flock, as any dead session's do.
 import ChunkStore
+import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -20,23 +24,15 @@ public final class Watchdog {
     /// removes the (empty) mount point afterwards.
     public init(mountpoint: String, removeDirectory: Bool) throws {
         let (r, w) = try Spawn.pipe()
-        let p = [r, w]
-        let fusermount = Spawn.which("fusermount3") ?? "fusermount3"
-        let umount = Spawn.which("umount") ?? "umount"
-        var script = "read x; [ \"$x\" = done ] && exit 0; "
-        script += "\"$1\" -u -z -q -- \"$3\" 2>/dev/null || \"$2\" -l -- \"$3\" 2>/dev/null; "
-        if removeDirectory { script += "rmdir -- \"$3\" 2>/dev/null; " }
-        script += "exit 0"
-        do {
-            pid = try Spawn.start("/bin/sh", ["-c", script, "backy-watchdog", fusermount, umount, mountpoint],
-                                  stdin: p[0], dieWithParent: false, newSession: true)
-        } catch {
-            Glibc.close(p[0])
-            Glibc.close(p[1])
-            throw error
+        let fusermount = Spawn.which("fusermount3")
+        let child = backy_watchdog(r, mountpoint, fusermount, removeDirectory ? 1 : 0)
+        Glibc.close(r)
+        guard child > 0 else {
+            Glibc.close(w)
+            throw BackyError.posix("cannot start the mount's watchdog")
         }
-        Glibc.close(p[0])
-        fd = p[1]
+        pid = child
+        fd = w
     }
 
     /// The mount was undone properly: the watchdog exits without touching it.

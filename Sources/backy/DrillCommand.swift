@@ -37,7 +37,7 @@ struct DrillCommand: ParsableCommand {
     }
 
     func run() throws {
-        try Operation.run(global, quiet: true) { log in
+        try Operation.run(global) { log in
             let job: Job
             do {
                 let (g, _) = try JobSelection.resolve(global, config: config, args)

@@ -112,9 +112,9 @@ struct MountCommand: ParsableCommand {
             Glibc.close(fd)
         }
         let session: MountSession
-        let signals: SignalPipe
+        let signals: StopSignals
         do {
-            signals = try SignalPipe()
+            signals = try StopSignals()
             let job = try Operation.openJob(g, log: log)
             let mp = try MountCommand.prepare(path)
             let rev = try PinnedRevision(job: job, spec: revision, log: log)

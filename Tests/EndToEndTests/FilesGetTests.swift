@@ -137,4 +137,37 @@ final class FilesGetTests: XCTestCase {
         XCTAssertEqual(E2E.backy(["umount", mp]).code, 0)
         assertNothingLeft(job)
     }
+
+    /// `get` killed (-9) while it holds a file of the revision open (its
+    /// stdout is a pipe nobody reads): its private mount, fuse2fs and the
+    /// process itself are gone soon after, not stuck on a request to its
+    /// own dead FUSE loop; the pins go with the next purge.
+    func testKillNineOfGetCleansUp() throws {
+        try MountFixture.require(MountTests.tools)
+        let d = E2E.tempDir(self, "files-kill")
+        let disk = MountFixture.bare(d, seed: MountFixture.seed &+ 13)
+        let job = MountFixture.job(d, disk.image)
+        let get = Process()
+        get.executableURL = URL(fileURLWithPath: E2E.binary)
+        get.arguments = ["-b", job, "get", "/file-5242883", "-"]
+        let unread = Pipe()  // never read: get blocks once it is full
+        get.standardOutput = unread
+        get.standardError = FileHandle.nullDevice
+        try get.run()
+        XCTAssertTrue(MountFixture.eventually(20) {
+            ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains("/disk rw,")
+        }, "get started and mounted")
+        usleep(300_000)  // it is now blocked writing, its file open
+        kill(get.processIdentifier, SIGKILL)
+        get.waitUntilExit()
+        XCTAssertTrue(MountFixture.eventually(15) {
+            !((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains("backy-mount.")
+        }, "the private mount is gone")
+        XCTAssertTrue(MountFixture.eventually(15) {
+            MountFixture.processes(mentioning: "get /file-5242883").isEmpty
+                && MountFixture.processes(mentioning: "/backy-mount.").isEmpty
+        }, "\(MountFixture.processes(mentioning: "get /file-5242883")) \(MountFixture.processes(mentioning: "/backy-mount."))")
+        XCTAssertEqual(E2E.backy(["-b", job, "purge"]).code, 0)
+        assertNothingLeft(job)
+    }
 }

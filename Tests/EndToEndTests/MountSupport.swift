@@ -163,6 +163,12 @@ enum MountFixture {
         return out
     }
 
+    /// Whether a `processes` line is a mount's watchdog (a fork of backy
+    /// named backy-watchdog).
+    static func isWatchdog(_ line: String) -> Bool {
+        (try? String(contentsOfFile: "/proc/\(line.prefix { $0 != ":" })/comm", encoding: .utf8)) == "backy-watchdog\n"
+    }
+
     /// The job's pin files (sessions and pinned maps), without the gate.
     static func pins(_ job: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: job + "/.pins")) ?? []).filter { $0 != "gate" }.sorted()

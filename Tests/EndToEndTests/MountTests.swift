@@ -206,7 +206,7 @@ final class MountTests: XCTestCase {
         // Watchdog and server both killed: the mount stays, dead; mount
         // refuses the point, umount removes the stale mount.
         guard let pid2 = MountFixture.servingPid(mp) else { return XCTFail("no .backy-mount") }
-        let dogs = MountFixture.processes(mentioning: "backy-watchdog").filter { $0.contains(mp) }
+        let dogs = MountFixture.processes(mentioning: mp).filter(MountFixture.isWatchdog)
         XCTAssertEqual(dogs.count, 1, "\(dogs)")
         for dog in dogs { kill(Int32(dog.prefix { $0 != ":" })!, SIGKILL) }
         kill(pid2, SIGKILL)

@@ -16,6 +16,17 @@
 pid_t backy_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int err_fd,
                   int extra_fd, int pdeathsig, int new_session);
 
+/// Forks a watchdog for the FUSE mount at `mountpoint` (see
+/// Sources/Mount/Watchdog.swift). The child keeps only `pipe_rd`; it exits
+/// quietly when it reads "done", and undoes the mount when the pipe reaches
+/// end of file or its parent is exiting (PF_EXITING: a process whose exit is
+/// stuck on a request to its own FUSE mount never closes the pipe):
+/// umount2(MNT_FORCE | MNT_DETACH), which aborts the FUSE connection and
+/// detaches everything mounted below; fusermount3 -uz without the right to
+/// do that. With `remove_dir` it then removes the mount point. Returns the
+/// child's pid or -1.
+pid_t backy_watchdog(int pipe_rd, const char *mountpoint, const char *fusermount, int remove_dir);
+
 /// pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)).
 int backy_pipe(int fds[2], int nonblocking);
 

@@ -1,4 +1,4 @@
-// SignalPipe: termination signals (SIGTERM, SIGINT, SIGHUP) turned into bytes
+// StopSignals: termination signals (SIGTERM, SIGINT, SIGHUP) turned into bytes
 // on a pipe (the self-pipe trick), so the main thread of a mount can wait for
 // them, for children and for its FUSE loop in one place, whichever thread
 // the kernel delivers a signal to.
@@ -8,19 +8,19 @@ import Foundation
 import Glibc
 #endif
 
-public final class SignalPipe {
+public final class StopSignals {
     nonisolated(unsafe) private static var writeFD: Int32 = -1
     private let readFD: Int32
 
     public init(_ signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]) throws {
         let p = try Spawn.pipe(nonblocking: true)
         readFD = p.read
-        SignalPipe.writeFD = p.write
+        StopSignals.writeFD = p.write
         for s in signals {
             var sa = sigaction()
             sa.__sigaction_handler.sa_handler = { sig in
                 var b = UInt8(truncatingIfNeeded: sig)
-                _ = Glibc.write(SignalPipe.writeFD, &b, 1)
+                _ = Glibc.write(StopSignals.writeFD, &b, 1)
             }
             sa.sa_flags = SA_RESTART
             sigemptyset(&sa.sa_mask)
