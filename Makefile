@@ -34,10 +34,11 @@ torture: build
 	bench/torture
 	bench/nbd-fuzz
 
-# Benchmarks (release build): backup/restore, NBD, scheduler, Ceph.
+# Benchmarks (release build): backup/restore, NBD, mount and drill, scheduler, Ceph.
 bench: release
 	bench/backup-restore
 	bench/nbd
+	bench/mount
 	bench/scheduler
 	bench/ceph
 

@@ -26,6 +26,12 @@ let package = Package(
                        providers: [.apt(["liblzo2-dev"])]),
         .systemLibrary(name: "CLibYAML", path: "Sources/CLibYAML", pkgConfig: "yaml-0.1",
                        providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3",
+                       providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CBlkid", path: "Sources/CBlkid", pkgConfig: "blkid",
+                       providers: [.apt(["libblkid-dev"])]),
+        // fork/exec with a parent-death signal and a clean descriptor table.
+        .target(name: "CLinux", path: "Sources/CLinux"),
 
         // Store, revisions, maps, locks, verify, purge. The bottom layer.
         .target(name: "ChunkStore", dependencies: [
@@ -39,7 +45,7 @@ let package = Package(
                 path: "Sources/Sources-Plugins"),
         // Schedule math, daemon, console, status file, check.
         .target(name: "Scheduler", dependencies: [
-            "SourcesPlugins",
+            "SourcesPlugins", "Mount",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -50,16 +56,23 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Revisions as read-only FUSE file systems (disk, partitions, their
+        // files through fuse2fs), file restore and restore drills.
+        .target(name: "Mount", dependencies: [
+            "ChunkStore", "CFuse3", "CBlkid", "CLinux",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
-            "Scheduler", "NBDServer",
+            "Scheduler", "NBDServer", "Mount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
         .testTarget(name: "SourcesPluginsTests", dependencies: ["SourcesPlugins"]),
-        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount"]),
         .testTarget(name: "NBDServerTests", dependencies: ["NBDServer"]),
+        .testTarget(name: "MountTests", dependencies: ["Mount"]),
         // Runs the built `backy` binary (swift test builds it first).
         .testTarget(name: "EndToEndTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),

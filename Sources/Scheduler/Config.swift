@@ -1,7 +1,7 @@
 // Config.swift — the scheduler's configuration file (`/etc/backy.conf`, reference
 // §3.1): `global` (base-dir, worker-limit, status-file, status-interval,
-// telnet-addrs, telnet-port), `schedules` (name → tag → {interval, keep}) and `jobs`
-// (name → {schedule, source}). Every problem is reported as one line naming the
+// telnet-addrs, telnet-port, drill), `schedules` (name → tag → {interval, keep}) and
+// `jobs` (name → {schedule, source, drill}). Every problem is reported as one line naming the
 // file, the line (where the YAML parser knows it) and the key, e.g.
 // `/etc/backy.conf: line 12: jobs.test01.schedule: unknown schedule "hourly"`.
 //
@@ -30,12 +30,15 @@ public struct JobDefinition: Equatable, Sendable {
     /// The source description written to the job's `config` (relative file names
     /// already made absolute).
     public var source: YAMLMap
+    /// Seconds between scheduled restore drills (`drill`), nil for none.
+    public var drillInterval: Int?
 
-    public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap) {
+    public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap, drillInterval: Int? = nil) {
         self.name = name
         self.scheduleName = scheduleName
         self.schedule = schedule
         self.source = source
+        self.drillInterval = drillInterval
     }
 
     /// The job's spread (reference §7.2).
@@ -121,6 +124,7 @@ public struct SchedulerConfig: Sendable {
         var addrsText = defaultTelnetAddrs
         var telnetPort = defaultTelnetPort
         var groupAccess = false
+        var drillDefault: Int?
         if let g = top["global"], !g.isNull {
             guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
             if let v = gm["base-dir"] {
@@ -163,6 +167,9 @@ public struct SchedulerConfig: Sendable {
             if let v = gm["telnet-port"] {
                 guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
                 telnetPort = Int(n)
+            }
+            if let v = gm["drill"] {
+                drillDefault = try DrillSchedule.parseInterval(v, key: "drill", map: gm, prefix: "global", problems: p)
             }
         }
         let addrs = addrsText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -249,7 +256,9 @@ public struct SchedulerConfig: Sendable {
                 throw p.error(job, "source", "expected a mapping such as {type: file, filename: /path}, found \(srcV.kindName)", prefix: key)
             }
             try validateSource(&source, key: key + ".source", job: job, problems: p, configDir: configDir)
-            config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source))
+            let drill = try job["drill"].map { try DrillSchedule.parseInterval($0, key: "drill", map: job, prefix: key, problems: p) } ?? drillDefault
+            config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source,
+                                             drillInterval: drill))
         }
         config.jobs.sort { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }
         return config

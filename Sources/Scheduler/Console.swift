@@ -119,11 +119,19 @@ public enum ConsoleCommands {
         func time(_ s: String) -> String { s.hasSuffix(" UTC") ? String(s.dropLast(4)) : s }
         var t = TextTable(["Job", "SLA", "Status", "Last Backup (UTC)", "Last Tags", "Last Dur", "Next Backup (UTC)", "Next Tags"],
                           align: [.left, .left, .left, .left, .left, .right, .left, .left])
+        // With restore drills configured, a column for the last one.
+        let drills = selected.contains { $0.drill != "-" }
+        if drills { t = TextTable(t.headers + ["Last Drill (UTC)"], align: t.align + [.left]) }
         for e in selected {
             var status = e.status.isEmpty ? "-" : e.status
             if e.failures > 0 { status += " (\(e.failures) failed)" }
             if e.problems != "-" { status += "; problems: " + (e.problems.count > 70 ? e.problems.prefix(69) + "…" : e.problems) }
-            t.add([e.job, e.sla, status, time(e.lastTime), e.lastTags, e.lastDuration, time(e.nextTime), e.nextTags])
+            var row = [e.job, e.sla, status, time(e.lastTime), e.lastTags, e.lastDuration, time(e.nextTime), e.nextTags]
+            if drills {
+                row.append(e.drill == "-" ? "-" : e.lastDrill == "-" ? "none yet"
+                           : "\(time(e.lastDrill)) \(e.lastDrillResult)\(e.drill == "TOO OLD" ? " (too old)" : "")")
+            }
+            t.add(row)
         }
         return t.render().components(separatedBy: "\n") + ["\(selected.count) jobs shown"]
     }

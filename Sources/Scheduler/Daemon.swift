@@ -3,7 +3,8 @@
 // every job with the schedule math (§7.3–7.4), and runs due jobs — at most
 // `worker-limit` at once, first come first served — as subprocesses of its own
 // binary: `backy -b <jobdir> -l <jobdir>/backy.log backup <tags>`, then expiry
-// (§8.2) in-process under the job's `.backup` lock, then `backy … purge`. A failed
+// (§8.2) in-process under the job's `.backup` lock, then `backy … purge`; restore
+// drills (`drill`, DrillSchedule.swift) run as `backy … drill` the same way. A failed
 // run backs off 2, 4, 8 … minutes up to 6 h (§7.5); so does a run that exits 0
 // without leaving the revision it was asked for (no hot loop, §15 item 2).
 //
@@ -62,6 +63,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
         var setupProblem: String?
         /// The problems last logged, so each change is logged once.
         var loggedProblems = "-"
+        /// Restore drills: when the next is due; whether the queued or running
+        /// run is a drill (DrillSchedule.swift).
+        var drillNext: Date?
+        var drillRun = false
+        /// When the daemon last ran a drill (a drill that records nothing must
+        /// not be retried at once).
+        var drillAttempt: Date?
 
         init(def: JobDefinition, baseDir: String) {
             self.def = def
@@ -222,6 +230,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         j.nextTime = time
         j.nextTags = tags
+        planDrill(j, now: now)
         setStatus(j, j.failures > 0 ? JobStatusText.retry : JobStatusText.waiting)
     }
 
@@ -252,8 +261,20 @@ public final class SchedulerDaemon: @unchecked Sendable {
                 setStatus(j, JobStatusText.queued)
                 queue.append(j)
             }
+            // Restore drills of jobs not due for a backup, after the backups.
+            for j in jobs.values where j.isWaiting {
+                guard let d = j.drillNext else { continue }
+                if d <= now {
+                    log.info("\(j.def.name): restore drill due")
+                    j.drillRun = true
+                    setStatus(j, JobStatusText.queued)
+                    queue.append(j)
+                } else if d < wake {
+                    wake = d
+                }
+            }
             while running < config.workerLimit, !queue.isEmpty {
-                let j = queue.removeFirst()
+                let j = queue.remove(at: queue.firstIndex { !$0.drillRun } ?? 0)
                 guard j.status == JobStatusText.queued, jobs[j.def.name] === j else { continue }
                 start(j)
             }
@@ -268,7 +289,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let def = j.def
         let tags = j.nextTags
         let due = j.nextTime ?? Date()
-        let t = Thread { [self] in execute(j, def: def, tags: tags, due: due) }
+        let drill = j.drillRun
+        let t = Thread { [self] in drill ? executeDrill(j) : execute(j, def: def, tags: tags, due: due) }
         t.name = "backy-job"
         t.start()
     }
@@ -321,6 +343,40 @@ public final class SchedulerDaemon: @unchecked Sendable {
             log.info("\(name): finished purging with return code \(prc)")
         }
         finish(j, ok: ok, interrupted: false)
+    }
+
+    /// A scheduled restore drill of the job's newest revision; then the next plan.
+    private func executeDrill(_ j: JobState) {
+        let name = j.def.name
+        log.info("\(name): running restore drill")
+        cond.lock()
+        j.drillAttempt = Date()
+        cond.unlock()
+        let rc = runChild(j, ["-b", j.path, "-l", j.path + "/backy.log", "drill"])
+        log.info("\(name): finished restore drill with return code \(rc)")
+        let history = cache.history(jobPath: j.path)
+        cond.lock()
+        defer {
+            running -= 1
+            cond.broadcast()
+            cond.unlock()
+        }
+        j.drillRun = false
+        if stopping {
+            setStatus(j, "interrupted")
+            return
+        }
+        if j.removed {
+            if jobs[name] === j { jobs[name] = nil }
+            return
+        }
+        if let p = j.pending {
+            j.def = p
+            j.spread = p.spread
+            j.pending = nil
+            j.failures = 0
+        }
+        plan(j, history: history, now: Date())
     }
 
     /// Runs one child and waits for it; -1 if it could not be started.
@@ -477,18 +533,20 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// One entry per job, sorted by name.
     public func statusEntries(now: Date = Date()) -> [JobStatusEntry] {
-        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String? }
+        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String?; var drill: Int? = nil; var drillRun = false }
         cond.lock()
         let snaps = jobs.values.filter { !$0.removed }.map {
             Snap(job: $0, name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
-                 tags: $0.nextTags, failures: $0.failures, path: $0.path, problem: $0.setupProblem)
+                 tags: $0.nextTags, failures: $0.failures, path: $0.path, problem: $0.setupProblem,
+                 drill: $0.def.drillInterval, drillRun: $0.drillRun)
         }
         cond.unlock()
         let entries = snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
             let waiting = s.status == JobStatusText.waiting || s.status == JobStatusText.retry || s.status == JobStatusText.queued
-            let e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
+            var e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
                                         status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
                                         failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [])
+            DrillSchedule.fill(&e, interval: s.drill, jobPath: s.path, running: s.drillRun, now: now)
             return (s.job, e)
         }
         // Log each job's problems once when they change.

@@ -2,9 +2,10 @@
 // (§10). The file is a YAML list with one flow mapping per job carrying 2.4's keys
 // (job, sla, status, last_time, last_tags, last_duration, next_time, next_tags) plus
 // `sla_overdue` (seconds past the SLA, as 2.5 adds), `failures` (consecutive
-// failed runs) and, for a job whose files are broken, `problems` (what is
-// wrong: damaged or future-dated revisions, ignored files, a job directory
-// that cannot be prepared); it is rewritten atomically (temp file + rename,
+// failed runs), for a job whose files are broken `problems` (what is wrong:
+// damaged or future-dated revisions, ignored files, a job directory that
+// cannot be prepared), and for jobs with restore drills `drill`, `last_drill`
+// and `last_drill_result`; it is rewritten atomically (temp file + rename,
 // mode 0644). `check` reads it and prints Nagios lines with perfdata after
 // " | "; a job with problems is CRITICAL.
 
@@ -28,6 +29,11 @@ public struct JobStatusEntry: Equatable, Sendable {
     public var failures: Int
     /// What is wrong with the job's files ("; "-separated), or "-".
     public var problems: String
+    /// Restore drills (only for jobs with `drill` configured, else "-"): the
+    /// state (DrillSchedule.state), the last drill's time and result.
+    public var drill = "-"
+    public var lastDrill = "-"
+    public var lastDrillResult = "-"
 
     public init(job: String, sla: String, status: String, lastTime: String = "-", lastTags: String = "-",
                 lastDuration: String = "-", nextTime: String = "-", nextTags: String = "-",
@@ -95,8 +101,14 @@ public enum StatusFile {
                 ("next_tags", .string(e.nextTags)), ("sla_overdue", .int(Int64(e.slaOverdue))),
                 ("failures", .int(Int64(e.failures))),
             ])
-            if e.problems != "-" { m["problems"] = .string(e.problems) }
-            out += "- " + YAML.flow(.map(m)) + "\n"
+            var mm = m
+            if e.problems != "-" { mm["problems"] = .string(e.problems) }
+            if e.drill != "-" {
+                mm["drill"] = .string(e.drill)
+                mm["last_drill"] = .string(e.lastDrill)
+                mm["last_drill_result"] = .string(e.lastDrillResult)
+            }
+            out += "- " + YAML.flow(.map(mm)) + "\n"
         }
         return out
     }
@@ -118,11 +130,13 @@ public enum StatusFile {
                 throw BackyError(.corrupt, "\(source): every entry needs a job name")
             }
             func str(_ k: String) -> String { m[k]?.string ?? "-" }
-            out.append(JobStatusEntry(job: job, sla: str("sla"), status: m["status"]?.string ?? "",
-                                      lastTime: str("last_time"), lastTags: str("last_tags"),
-                                      lastDuration: str("last_duration"), nextTime: str("next_time"),
-                                      nextTags: str("next_tags"), slaOverdue: Int(clamping: m["sla_overdue"]?.int ?? 0),
-                                      failures: Int(clamping: m["failures"]?.int ?? 0), problems: str("problems")))
+            var e = JobStatusEntry(job: job, sla: str("sla"), status: m["status"]?.string ?? "",
+                                   lastTime: str("last_time"), lastTags: str("last_tags"),
+                                   lastDuration: str("last_duration"), nextTime: str("next_time"),
+                                   nextTags: str("next_tags"), slaOverdue: Int(clamping: m["sla_overdue"]?.int ?? 0),
+                                   failures: Int(clamping: m["failures"]?.int ?? 0), problems: str("problems"))
+            (e.drill, e.lastDrill, e.lastDrillResult) = (str("drill"), str("last_drill"), str("last_drill_result"))
+            out.append(e)
         }
         return out
     }
@@ -131,7 +145,7 @@ public enum StatusFile {
 /// `backy check`: Nagios-style SLA check of the status file (reference §10).
 public enum Check {
     public struct Result: Equatable, Sendable {
-        /// 0 OK, 2 CRITICAL, 3 UNKNOWN.
+        /// 0 OK, 1 WARNING (restore drills), 2 CRITICAL, 3 UNKNOWN.
         public var code: Int32
         /// The lines to print (each ends with a newline).
         public var output: String
@@ -162,15 +176,24 @@ public enum Check {
         let broken = entries.filter { $0.problems != "-" && !$0.problems.isEmpty }
         let oldest = entries.compactMap { StatusFile.parseTime($0.lastTime) }.map { now.timeIntervalSince($0) }.max() ?? 0
         let age = oldest.isFinite ? Int(clamping: Int64(max(0, min(oldest, 9e18)).rounded(.down))) : 0
-        let perf = "jobs=\(entries.count);;;0 jobs_out_of_sla=\(failed.count);;;0 oldest_last_backup_age=\(age)s;;;0"
-        if !failed.isEmpty || !broken.isEmpty {
+        var perf = "jobs=\(entries.count);;;0 jobs_out_of_sla=\(failed.count);;;0 oldest_last_backup_age=\(age)s;;;0"
+        let drills = drillProblems(entries)
+        if drills.configured { perf += " drills_failed=\(drills.critical.count);;;0 drills_late=\(drills.warning.count);;;0" }
+        if !failed.isEmpty || !broken.isEmpty || !drills.critical.isEmpty {
             var what: [String] = []
             if !failed.isEmpty { what.append("\(failed.count) jobs not within SLA") }
             if !broken.isEmpty { what.append("\(broken.count) jobs with problems") }
+            if !drills.critical.isEmpty { what.append("\(drills.critical.count) jobs failed their last restore drill") }
             var out = "CRITICAL: \(what.joined(separator: ", ")) | \(perf)\n"
             for e in failed { out += "\(e.job) (last time: \(e.lastTime))\n" }
             for e in broken { out += "\(e.job) (problems: \(e.problems))\n" }
+            for l in drills.critical + drills.warning { out += l + "\n" }
             return Result(code: 2, output: out)
+        }
+        if !drills.warning.isEmpty {
+            var out = "WARNING: \(drills.warning.count) jobs without a recent clean restore drill | \(perf)\n"
+            for l in drills.warning { out += l + "\n" }
+            return Result(code: 1, output: out)
         }
         return Result(code: 0, output: "OK: \(entries.count) jobs within SLA | \(perf)\n")
     }

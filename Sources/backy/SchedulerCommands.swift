@@ -27,7 +27,7 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Check the scheduler's status file (Nagios plugin).",
-        discussion: "Prints one status line (with perfdata after ' | ') and exits 0 (OK: every job within its SLA), 2 (CRITICAL: jobs out of SLA, or the status file is older than 5 minutes) or 3 (UNKNOWN: no status file). A missing or bad configuration exits 1.")
+        discussion: "Prints one status line (with perfdata after ' | ') and exits 0 (OK: every job within its SLA), 1 (WARNING: a job's last restore drill is older than twice its interval or could not run), 2 (CRITICAL: jobs out of SLA, a job's last restore drill failed, or the status file is older than 5 minutes) or 3 (UNKNOWN: no status file). A missing or bad configuration exits 1.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("c"), .customLong("config")], help: ArgumentHelp("The configuration file.", valueName: "CONFIG"))
     var config: String = SchedulerConfig.defaultPath
