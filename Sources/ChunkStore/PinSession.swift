@@ -19,6 +19,7 @@ public final class PinSession: @unchecked Sendable {
     public static let gateName = "gate"
 
     public let id: String
+    public let jobPath: String
     public let directory: String
     public let pinPath: String
     private var fd: Int32
@@ -28,6 +29,7 @@ public final class PinSession: @unchecked Sendable {
 
     /// Opens a new session for the job at `jobPath`.
     public init(jobPath: String) throws {
+        self.jobPath = jobPath
         directory = jobPath + "/" + PinSession.directoryName
         try Posix.mkdirIfMissing(directory)
         var rng = SystemRandomNumberGenerator()
@@ -111,13 +113,21 @@ public final class PinSession: @unchecked Sendable {
         linkedMaps.append(link)
     }
 
-    /// Ends the session: removes its pins and releases the lock.
+    /// Ends the session: removes its pins and releases the lock. The pins
+    /// go inside a shared hold of the gate, as they came: a purge batch,
+    /// which reads the job's maps and then the sessions' pins under the
+    /// exclusive gate, sees either these pins or what replaced them (the map
+    /// a finished backup wrote before it closed its session), never neither.
     public func close() {
         mutex.lock(); defer { mutex.unlock() }
         if closed { return }
         closed = true
-        for l in linkedMaps { Glibc.unlink(l) }
-        Glibc.unlink(pinPath)
+        let release = {
+            for l in self.linkedMaps { Glibc.unlink(l) }
+            Glibc.unlink(self.pinPath)
+        }
+        // Without a gate (it cannot be opened) no purge can run either.
+        if (try? Gate(jobPath: jobPath).shared(release)) == nil { release() }
         Glibc.close(fd)
     }
 }

@@ -35,6 +35,10 @@ public final class References {
     /// Pin files read so far: path → (bytes consumed, ids).
     private var pins: [String: (offset: Int, ids: [ChunkID])] = [:]
 
+    /// Test hook: runs after the directories were listed, before maps and
+    /// pins are read (the window in which sessions may finish).
+    var afterListing: (() -> Void)?
+
     public init(job: Job) {
         self.job = job
     }
@@ -118,6 +122,7 @@ public final class References {
                 if name.hasSuffix(".pin") { pinFiles.append(pinDir + "/" + name) }
             }
         }
+        afterListing?()
         var seen = Set<String>()
         for p in mapFiles + legacyFiles.sorted() {
             guard let st = try statOrGone(p) else { continue }
