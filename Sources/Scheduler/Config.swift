@@ -4,6 +4,7 @@
 // (name → {schedule, source}). Every problem is reported as one line naming the
 // file, the line (where the YAML parser knows it) and the key, e.g.
 // `/etc/backy.conf: line 12: jobs.test01.schedule: unknown schedule "hourly"`.
+// The servers' keys (console socket, `nbd-server`) are read in ConfigServers.swift.
 //
 // Relative paths (`base-dir`, `status-file`, and a `file` source's `filename`)
 // are resolved against the directory of the configuration file.
@@ -52,6 +53,12 @@ public struct SchedulerConfig: Sendable {
     public var statusInterval: Int
     public var telnetAddrs: [String]
     public var telnetPort: Int
+    /// The console's Unix socket (mode 0660, group `consoleSocketGroup`), if any.
+    public var consoleSocket: String?
+    public var consoleSocketGroup: String?
+    public var consoleMaxConnections = SchedulerConfig.defaultConsoleMaxConnections
+    /// The `nbd-server` section.
+    public var nbd = NBDSettings()
     /// Schedules by name.
     public var schedules: [String: Schedule]
     /// Jobs sorted by name.
@@ -118,6 +125,7 @@ public struct SchedulerConfig: Sendable {
         var statusInterval = defaultStatusInterval
         var addrsText = defaultTelnetAddrs
         var telnetPort = defaultTelnetPort
+        var consoleKeys: YAMLMap?
         if let g = top["global"], !g.isNull {
             guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
             if let v = gm["base-dir"] {
@@ -157,6 +165,7 @@ public struct SchedulerConfig: Sendable {
                 guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
                 telnetPort = Int(n)
             }
+            consoleKeys = gm
         }
         let addrs = addrsText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         baseDir = standardize(absolutePath(baseDir, relativeTo: configDir))
@@ -165,7 +174,9 @@ public struct SchedulerConfig: Sendable {
         var config = SchedulerConfig(path: path, baseDir: baseDir, workerLimit: workerLimit, statusFile: status,
                                      statusInterval: statusInterval, telnetAddrs: addrs, telnetPort: telnetPort,
                                      schedules: [:], jobs: [])
+        if let gm = consoleKeys { try parseConsoleKeys(gm, into: &config, problems: p, configDir: configDir) }
         if globalOnly { return config }
+        config.nbd = try parseNBD(top, problems: p, configDir: configDir)
 
         // schedules
         guard let sv = top["schedules"] else { throw p.error(nil, "schedules", "missing (a mapping of schedule name → tag → {interval, keep})") }

@@ -67,6 +67,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
     public let command: String
     /// How long stopping waits for children after SIGTERM before SIGKILL.
     public var stopGrace: TimeInterval = 60
+    /// Services run beside the jobs (see DaemonService).
+    public var services: [DaemonService] = []
 
     private var config: SchedulerConfig
     private let cond = NSCondition()
@@ -136,6 +138,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         log.info("Starting scheduler: \(cfg.jobs.count) jobs from \(cfg.path), base-dir \(cfg.baseDir), worker-limit \(cfg.workerLimit), running \(command)")
 
         for def in cfg.jobs { try prepareJobDirectory(def, baseDir: cfg.baseDir) }
+        for s in services { try s.start(cfg) }
         let now = Date()
         var histories: [String: JobHistory] = [:]
         for def in cfg.jobs { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
@@ -152,8 +155,9 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusThread.name = "backy-status"
         statusThread.start()
 
-        let server = ConsoleServer(backend: self, log: log)
+        let server = ConsoleServer(backend: self, log: log, maxConnections: cfg.consoleMaxConnections)
         server.start(addresses: cfg.telnetAddrs, port: cfg.telnetPort)
+        if let path = cfg.consoleSocket { server.start(socket: path, group: cfg.consoleSocketGroup) }
         console = server
 
         let signalThread = Thread { [self] in signalLoop() }
@@ -390,6 +394,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         while !statusDone && Date() < statusDeadline { _ = statusCond.wait(until: statusDeadline) }
         statusCond.unlock()
         console?.stop()
+        for s in services { s.stop() }
         writeStatus()
         daemonLock?.unlock()
         log.info("Scheduler stopped")
@@ -507,8 +512,12 @@ public final class SchedulerDaemon: @unchecked Sendable {
             log.error("\(msg)")
             return msg
         }
-        if new.telnetAddrs != old.telnetAddrs || new.telnetPort != old.telnetPort {
-            log.warning("telnet-addrs and telnet-port changes take effect when the scheduler is restarted")
+        if new.telnetAddrs != old.telnetAddrs || new.telnetPort != old.telnetPort
+            || new.consoleSocket != old.consoleSocket || new.consoleSocketGroup != old.consoleSocketGroup {
+            log.warning("telnet-addrs, telnet-port and console-socket changes take effect when the scheduler is restarted")
+        }
+        if new.nbd != old.nbd {
+            log.warning("nbd-server changes take effect when the scheduler is restarted (its exports follow the jobs at once)")
         }
         cond.lock()
         var current: [String: JobDefinition] = [:]
@@ -577,6 +586,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusWakeup = true
         statusCond.broadcast()
         statusCond.unlock()
+        for s in services { s.reload(new) }
         let msg = "Reloaded \(new.path): \(new.jobs.count) jobs (\(added.count) added, \(changed.count) changed, \(removed.count) removed)"
         log.info("\(msg)")
         return msg
