@@ -633,6 +633,7 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
     private func send(_ buffers: [ByteBuffer], bytes: Int) {
         if closed { return }
         queuedReplies += 1
+        if queuedReplies == 1 { report() }
         for (k, b) in buffers.enumerated() {
             if k == buffers.count - 1 {
                 let p = context.eventLoop.makePromise(of: Void.self)

@@ -4,7 +4,7 @@
 // counts what it keeps alive: copied bytes, or the whole 4 MiB buffer of a
 // cached chunk it sends a slice of. A connection that cannot get budget
 // parks its request and stops reading; waiters are served first come first
-// served, and while someone has waited for a second the table of
+// served, and while someone has waited for half a second the table of
 // connections drops clients that leave their replies unread (see
 // ConnectionSlots). One request is always admitted when nothing is held, so
 // a request larger than the budget still makes progress.
@@ -71,10 +71,10 @@ final class ReplyBudget: @unchecked Sendable {
         wake?()
     }
 
-    /// Someone has waited for budget for more than a second.
+    /// Someone has waited for budget for more than half a second.
     var underPressure: Bool {
         lock.lock(); defer { lock.unlock() }
         guard let w = waiters.first else { return false }
-        return ProcessInfo.processInfo.systemUptime - w.since > 1
+        return ProcessInfo.processInfo.systemUptime - w.since > 0.5
     }
 }
