@@ -13,7 +13,7 @@
 // the rest of the input is answered and the connection closed.
 //
 // Limits, so that no client can stall another: at most `maxConnections`
-// clients (a new one takes the slot of one idle for a minute, otherwise it is
+// clients (a new one takes the slot of one idle for 10 s, otherwise it is
 // told "Too many connections" and closed; refusals are logged once per
 // burst); commands run one at a time per client on one worker queue shared
 // round-robin by all clients, never on the event loop; a client's next
@@ -532,7 +532,7 @@ public final class ConsoleServer: @unchecked Sendable {
 
     /// Idle seconds after which a client loses its slot to a new one (when
     /// all slots are taken), and after which it is closed anyway.
-    public static let evictAfter: TimeInterval = 60
+    public static let evictAfter: TimeInterval = 10
     public static let idleTimeout: TimeInterval = 3600
 
     public init(backend: ConsoleBackend, log: Logger, version: String = SchedulerDaemon.version,
