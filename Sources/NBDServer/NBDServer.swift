@@ -111,7 +111,7 @@ final class ServerCore: @unchecked Sendable {
                                                    handshakeTimeout: TimeInterval(config.handshakeTimeout),
                                                    idleTimeout: TimeInterval(config.idleTimeout),
                                                    stallTimeout: TimeInterval(config.stallTimeout)),
-                                underPressure: { budget.underPressure })
+                                underPressure: { budget.underPressure(besides: $0) })
     }
 }
 

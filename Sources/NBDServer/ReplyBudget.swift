@@ -71,10 +71,11 @@ final class ReplyBudget: @unchecked Sendable {
         wake?()
     }
 
-    /// Someone has waited for budget for more than half a second.
-    var underPressure: Bool {
+    /// Someone other than connection `id` has waited for budget for more
+    /// than half a second.
+    func underPressure(besides id: Int) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard let w = waiters.first else { return false }
-        return ProcessInfo.processInfo.systemUptime - w.since > 0.5
+        let t = ProcessInfo.processInfo.systemUptime
+        return waiters.contains { $0.id != id && t - $0.since > 0.5 }
     }
 }

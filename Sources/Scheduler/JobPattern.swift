@@ -238,13 +238,25 @@ public struct JobPattern: Sendable {
             var items: [Node] = []
             while !atEnd && !isChar("|") && !isChar(")") {
                 var atom = try self.atom(depth: depth)
-                while let q = try quantifier() {
-                    if case .begin = atom { throw fail("nothing to repeat") }
+                let at = i
+                if let q = try quantifier() {
+                    switch atom {
+                    case .begin, .end, .boundary: throw fail("nothing to repeat at position \(at + 1)")
+                    default: break
+                    }
                     atom = .repeatN(atom, min: q.0, max: q.1)
+                    if try quantifierAhead() { throw fail("multiple repeat at position \(i + 1)") }
                 }
                 items.append(atom)
             }
             return items.count == 1 ? items[0] : .concat(items)
+        }
+
+        /// Whether a quantifier starts here (without consuming it).
+        mutating func quantifierAhead() throws -> Bool {
+            let save = i
+            defer { i = save }
+            return try quantifier() != nil
         }
 
         mutating func quantifier() throws -> (Int, Int?)? {
@@ -264,11 +276,14 @@ public struct JobPattern: Sendable {
                     }
                     return any ? v : nil
                 }
-                guard let lo = number() else { return nil }
-                var hi: Int? = lo
+                let first = number()
+                let lo = first ?? 0
+                var hi: Int? = first
                 if j < s.count && s[j] == 44 {
                     j += 1
                     hi = number()
+                } else if first == nil {
+                    return nil
                 }
                 guard j < s.count && s[j] == 125 else { return nil }
                 if let h = hi, h < lo { throw fail("bad repetition {\(lo),\(h)}") }
@@ -303,9 +318,15 @@ public struct JobPattern: Sendable {
                 let inner = try alternation(depth: depth + 1)
                 guard isChar(")") else { throw fail("missing ), unterminated subpattern") }
                 i += 1
-                return inner
+                // A group may be repeated even if it holds only an anchor.
+                return .concat([inner])
             case ")": throw fail("unbalanced parenthesis")
             case "*", "+", "?": throw fail("nothing to repeat at position \(i)")
+            case "{":
+                i -= 1
+                if try quantifierAhead() { throw fail("nothing to repeat at position \(i + 1)") }
+                i += 1
+                return .set(.single(c, caseless: caseless))
             case "^": return .begin
             case "$": return .end
             case ".":

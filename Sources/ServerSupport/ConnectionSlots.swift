@@ -6,7 +6,7 @@
 // new client is refused. A sweeper closes connections that overstay:
 // handshake longer than `handshakeTimeout`, idle longer than `idleTimeout`,
 // or replies not read by the client for `stallTimeout` (`pressureStall`
-// while `underPressure()` says others wait for memory). Connections report
+// while `underPressure(id)` says other connections wait for memory). Connections report
 // their state through `update`; the table takes one lock per report.
 import Dispatch
 import Foundation
@@ -66,9 +66,9 @@ public final class ConnectionSlots<Conn: SlotConnection>: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [Int: Entry] = [:]
     private var timer: DispatchSourceTimer?
-    private let underPressure: @Sendable () -> Bool
+    private let underPressure: @Sendable (Int) -> Bool
 
-    public init(policy: SlotPolicy, underPressure: @escaping @Sendable () -> Bool = { false }) {
+    public init(policy: SlotPolicy, underPressure: @escaping @Sendable (Int) -> Bool = { _ in false }) {
         self.policy = policy
         self.underPressure = underPressure
     }
@@ -150,7 +150,6 @@ public final class ConnectionSlots<Conn: SlotConnection>: @unchecked Sendable {
     @discardableResult
     public func sweep() -> Int {
         let t = Self.now
-        let pressure = underPressure()
         var closing: [(Conn, String)] = []
         lock.lock()
         for (k, e) in entries {
@@ -160,6 +159,7 @@ public final class ConnectionSlots<Conn: SlotConnection>: @unchecked Sendable {
                     why = "handshake not finished within \(Self.seconds(policy.handshakeTimeout))"
                 }
             } else if e.queued {
+                let pressure = t - e.lastWrite > policy.pressureStall && underPressure(k)
                 let limit = pressure ? policy.pressureStall : policy.stallTimeout
                 if limit > 0 && t - e.lastWrite > limit {
                     why = "client has not read its replies for \(Self.seconds(t - e.lastWrite))\(pressure ? " while other clients wait for memory" : "")"
