@@ -46,7 +46,7 @@ public struct NBDServerConfig: Sendable {
     /// the server stops reading its requests.
     public var maxInflightBytes = 32 * 1024 * 1024
     /// Bytes all connections together may hold for unsent replies and write payloads.
-    public var replyBudget = 48 * 1024 * 1024
+    public var replyBudget = 40 * 1024 * 1024
     public var maxConnections = 64
     /// Seconds a client may take to choose an export.
     public var handshakeTimeout = 10

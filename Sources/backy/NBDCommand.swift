@@ -50,7 +50,7 @@ struct NBDServerCommand: ParsableCommand {
     var writable = false
     @Option(name: .customLong("cache-mib"), help: "Memory for decoded chunks shared by all clients, in MiB (4 MiB per chunk; default 64).")
     var cacheMiB: Int?
-    @Option(name: .customLong("buffer-mib"), help: "Memory for replies not yet sent and write data, shared by all clients, in MiB (default 48, at least 40).")
+    @Option(name: .customLong("buffer-mib"), help: "Memory for replies not yet sent and write data, shared by all clients, in MiB (default 40, at least 40).")
     var bufferMiB: Int?
     @Option(name: .customLong("overlay-dir"), help: "Directory for the (unlinked) overlay files of --writable; default $TMPDIR or /var/tmp.")
     var overlayDir: String?
