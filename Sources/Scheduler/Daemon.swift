@@ -8,7 +8,9 @@
 // without leaving the revision it was asked for (no hot loop, §15 item 2).
 //
 // The status file is rewritten every `status-interval`; the telnet console answers
-// on `telnet-addrs`:`telnet-port`. SIGHUP (and the console's `reload`) re-reads the
+// on `telnet-addrs`:`telnet-port` (and `console-socket`); services injected by the
+// command line (DaemonService: the in-process NBD server) start, follow reloads and
+// stop with the daemon. SIGHUP (and the console's `reload`) re-reads the
 // configuration: added, removed and changed jobs take effect at once, running jobs
 // finish first. SIGTERM/SIGINT/SIGQUIT stop the daemon: running children get
 // SIGTERM (their process group), are waited for (SIGKILL after `stopGrace`), and
