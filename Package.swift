@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         // C libraries, linked from Debian's -dev packages.
@@ -43,18 +44,26 @@ let package = Package(
         // Sources (file, ceph-rbd) behind one protocol, and the backup flow.
         .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "CRBD"],
                 path: "Sources/Sources-Plugins"),
+        // What both servers (NBD, console) share: connection slots with
+        // limits and eviction, burst-logged refusals, Unix socket listeners.
+        .target(name: "ServerSupport", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         // Schedule math, daemon, console, status file, check.
         .target(name: "Scheduler", dependencies: [
-            "SourcesPlugins", "Mount",
+            "SourcesPlugins", "ServerSupport", "Mount",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
-            "SourcesPlugins",
+            "SourcesPlugins", "ServerSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         // Revisions as read-only FUSE file systems (disk, partitions, their
         // files through fuse2fs), file restore and restore drills.

@@ -90,7 +90,7 @@ public final class ChunkCache: @unchecked Sendable {
     public func prefetch(_ image: ImageReader, _ i: Int) -> Bool {
         let key = ChunkCache.key(image, i)
         // No read-ahead when chunk memory is at its limit.
-        if ChunkMemory.liveSlabs >= capacity + pool.count { return false }
+        if ChunkMemory.liveSlabs >= capacity { return false }
         lock.lock()
         if entries[key] != nil {
             lock.unlock()
@@ -155,9 +155,10 @@ public final class ChunkCache: @unchecked Sendable {
         entries[key] = .ready(b, clock)
         // Chunk memory outside the cache (evicted chunks a reply still
         // sends, loads in progress, slabs kept for reuse) counts against its
-        // capacity: all chunk memory together stays within it.
+        // capacity, and room is kept for one load per worker: all chunk
+        // memory together stays within it.
         let outside = max(0, ChunkMemory.mappedSlabs - readyCount)
-        while readyCount > max(1, capacity - outside) {
+        while readyCount > max(1, capacity - outside - pool.count) {
             var oldest: (Key, UInt64)?
             for (k, e) in entries {
                 if case .ready(_, let t) = e, oldest == nil || t < oldest!.1 { oldest = (k, t) }

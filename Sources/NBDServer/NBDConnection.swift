@@ -4,19 +4,27 @@
 // comes back through `eventLoop.execute`. Requests are served concurrently
 // and answered as they complete. The connection stops reading from the
 // socket while it works on an option, while it has too many requests or
-// bytes in flight, or while the client does not read its replies.
+// bytes in flight, while the server's reply budget is used up, or while
+// the client does not read its replies. It reports its state to the
+// server's connection table, which may close it (timeouts, a stalled
+// client, its slot given to a new client); a client over the connection
+// limit gets an error reply to each option and is closed. NBD_OPT_STARTTLS
+// puts TLS under the decoder; with `--tls=require` nothing else is served
+// before it.
 import ChunkStore
 import Foundation
 import Logging
 import NIOCore
+import ServerSupport
 
-final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
+final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Sendable {
     typealias InboundIn = NBDInbound
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let core: ServerCore
     let control: NBDDecoderControl
+    let kick: NBDDecodeKick
     let id: Int
     var log: Logger { core.log }
     private var context: ChannelHandlerContext!
@@ -29,13 +37,27 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     private var metaName: String?
     private var optionCount = 0
     private var waitingForOption = false
+    /// Why the client is refused (over the connection limit), if it is.
+    private var refusal: String?
+    /// Whether this connection holds a slot in the connection table.
+    private var admitted = false
+    private var tlsActive = false
 
     // Transmission state.
     private var export: OpenExport?
     private var overlay: Overlay?
     private var metaActive = false
     private var inflight = 0
+    /// Bytes this connection holds of the server's reply budget.
     private var inflightBytes = 0
+    private var budgetReturned = false
+    /// A request waiting for reply budget, and whether decoding waits for it.
+    private var parked: NBDRequest?
+    private var waitingForBudget = false
+    /// Replies handed to the channel and not yet written.
+    private var queuedReplies = 0
+    private var reported = (busy: false, queued: false)
+    private var lastWriteReport: TimeInterval = 0
     private var readPending = false
     private var disconnecting = false
     private var shuttingDown = false
@@ -59,9 +81,10 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     /// The channel's event loop (safe to read from any thread).
     let eventLoop: EventLoop
 
-    init(core: ServerCore, control: NBDDecoderControl, eventLoop: EventLoop) {
+    init(core: ServerCore, control: NBDDecoderControl, kick: NBDDecodeKick, eventLoop: EventLoop) {
         self.core = core
         self.control = control
+        self.kick = kick
         self.eventLoop = eventLoop
         id = core.nextID.with { n -> Int in
             n += 1
@@ -78,29 +101,41 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-        let refused: String? = core.stopping.get ? "the server is stopping"
-            : core.connections.with { m -> String? in
-                if m.count >= core.config.maxConnections { return "too many connections (\(m.count))" }
-                m[id] = self
-                return nil
-            }
-        if let why = refused {
-            log.warning("NBD connection from \(peer) refused: \(why)")
+        if let a = context.remoteAddress {
+            peer = a.protocol == .unix ? "the Unix socket" : "\(a.ipAddress ?? "?"):\(a.port ?? 0)"
+        }
+        if core.stopping.get {
             closed = true
             control.phase = .stopped
             context.close(promise: nil)
             return
         }
-        log.info("NBD connection \(id) from \(peer)")
-        // A client that does not finish its handshake in time is dropped,
-        // so idle connections cannot use up the connection limit.
-        context.eventLoop.scheduleTask(in: .seconds(Int64(core.config.handshakeTimeout))) { [self] in
-            if !closed && control.phase != .transmission {
-                log.warning("NBD connection \(id) from \(peer): no export chosen within \(core.config.handshakeTimeout) s; closing")
-                close()
+        switch core.slots.admit(id, self) {
+        case .admitted:
+            admitted = true
+        case .admittedEvicting(let victim, let idle):
+            admitted = true
+            victim.closeForPolicy("idle for \(Int(idle)) s while the server is full; its slot goes to a new client")
+        case .refused(let why):
+            core.refusals.refused(peer: peer, reason: why)
+            // An error reply to the client's options, then close; at most
+            // 16 refused clients at a time are answered, the rest are closed.
+            let answer = core.refusing.with { n -> Bool in
+                if n >= 16 { return false }
+                n += 1
+                return true
             }
+            if !answer {
+                closed = true
+                control.phase = .stopped
+                context.close(promise: nil)
+                return
+            }
+            refusal = "the NBD server is busy: \(why); try again later"
+            context.eventLoop.scheduleTask(in: .seconds(2)) { [self] in close() }
         }
+        core.connections.with { $0[id] = self }
+        if refusal == nil { log.info("NBD connection \(id) from \(peer)") }
         var b = context.channel.allocator.buffer(capacity: 18)
         NBDEncode.greeting(&b)
         context.writeAndFlush(wrapOutboundOut(b), promise: nil)
@@ -108,15 +143,24 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let wasRegistered = core.connections.with { $0.removeValue(forKey: id) != nil }
+        core.connections.with { _ = $0.removeValue(forKey: id) }
+        if admitted { core.slots.remove(id) }
+        if refusal != nil { core.refusing.with { $0 -= 1 } }
         closed = true
         control.phase = .stopped
+        // Everything this connection held goes back at once.
+        core.budget.leave(id)
+        if !budgetReturned {
+            budgetReturned = true
+            core.budget.adjust(-inflightBytes)
+        }
         if let ex = export {
             ex.close()
             export = nil
         }
+        overlay?.close()
         overlay = nil
-        if wasRegistered {
+        if admitted {
             let secs = Date().timeIntervalSince(started)
             log.info("NBD connection \(id) from \(peer) closed after \(String(format: "%.1f", secs)) s: \(requests) requests, \(ByteFormat.flexible(Int64(bytesRead))) read, \(ByteFormat.flexible(Int64(bytesWritten))) written to the overlay, \(failures) failed; cache: \(core.cache.loads) loads, \(core.cache.hits) hits")
         }
@@ -125,9 +169,18 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if !closed {
-            log.warning("NBD connection \(id) from \(peer): \(error); closing")
+            log.warning("NBD connection \(id) from \(peer): \(tlsActive && control.phase != .transmission ? "TLS: " : "")\(error); closing")
         }
         close()
+    }
+
+    /// The connection table closes this connection (any thread).
+    func closeForPolicy(_ reason: String) {
+        eventLoop.execute { [self] in
+            guard !closed else { return }
+            log.warning("NBD connection \(id) from \(peer): \(reason); closing")
+            close()
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -159,12 +212,13 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         case .optionTooBig(let code, let length):
             countOption()
             if closed { return }
+            if refuseOption(code) { return }
             log.warning("NBD connection \(id): option \(code) with \(length) bytes of data refused")
             switch code {
             case NBD.optExportName:
                 close()
             case NBD.optList, NBD.optInfo, NBD.optGo, NBD.optStructuredReply, NBD.optListMetaContext,
-                 NBD.optSetMetaContext, NBD.optAbort:
+                 NBD.optSetMetaContext, NBD.optAbort, NBD.optStartTLS:
                 if code == NBD.optSetMetaContext { metaName = nil }
                 replyOption(code, NBD.repErrTooBig, "option data too long (\(length) bytes)")
             default:
@@ -174,7 +228,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             handleRequest(req, payload: payload)
         case .requestPayloadSkipped(let req):
             requests += 1
-            begin(0)
+            begin()
             if req.flags & ~NBDTransmission.allowedFlags(type: req.type, structured: structured) != 0 {
                 replyError(req, NBD.EINVAL, "command flags 0x\(String(req.flags, radix: 16)) not valid for command \(req.type)")
             } else if !writable {
@@ -193,14 +247,14 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
     /// Pauses or resumes decoding and socket reads.
     private func updateFlow() {
         guard !closed, let context else { return }
-        let pause = waitingForOption || disconnecting || shuttingDown
+        let pause = waitingForOption || waitingForBudget || disconnecting || shuttingDown
             || inflight >= core.config.maxInflightRequests
             || inflightBytes >= core.config.maxInflightBytes
             || !context.channel.isWritable
         if control.paused && !pause {
             control.paused = false
             // Decode what is already buffered, then read more.
-            context.pipeline.syncOperations.fireChannelRead(NIOAny(context.channel.allocator.buffer(capacity: 0)))
+            kick.kick()
             if readPending && !closed && !control.paused {
                 readPending = false
                 context.read()
@@ -279,11 +333,70 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         return "\(e)"
     }
 
+    /// Answers options of a refused client or of a plaintext client that
+    /// must use TLS; true if the option was handled so.
+    private func refuseOption(_ code: UInt32) -> Bool {
+        if let why = refusal {
+            switch code {
+            case NBD.optExportName: close()
+            case NBD.optAbort:
+                replyOption(code, NBD.repAck)
+                close()
+            default: replyOption(code, NBD.repErrPolicy, why)
+            }
+            return true
+        }
+        if core.tls?.mode == .require && !tlsActive && code != NBD.optStartTLS && code != NBD.optAbort {
+            if code == NBD.optExportName {
+                log.warning("NBD connection \(id) from \(peer): plaintext NBD_OPT_EXPORT_NAME while TLS is required; closing")
+                close()
+            } else {
+                replyOption(code, NBD.repErrTLSReqd, "this server requires TLS (nbds:// URIs, NBD_OPT_STARTTLS)")
+            }
+            return true
+        }
+        return false
+    }
+
+    private func startTLS(_ code: UInt32, _ data: ByteBuffer) {
+        guard let tls = core.tls else {
+            replyOption(code, NBD.repErrUnsup, "TLS is not enabled on this server")
+            return
+        }
+        guard !tlsActive else {
+            replyOption(code, NBD.repErrInvalid, "TLS is already active")
+            return
+        }
+        guard data.readableBytes == 0 else {
+            replyOption(code, NBD.repErrInvalid, "NBD_OPT_STARTTLS takes no data")
+            return
+        }
+        // The ACK goes out in plaintext; everything after it through TLS.
+        replyOption(code, NBD.repAck)
+        do {
+            try context.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first)
+        } catch {
+            log.warning("NBD connection \(id) from \(peer): cannot start TLS: \(error); closing")
+            close()
+            return
+        }
+        tlsActive = true
+        // What was negotiated in plaintext does not count (doc/proto.md).
+        structured = false
+        metaName = nil
+        log.info("NBD connection \(id) from \(peer): TLS started")
+    }
+
     private func handleOption(_ code: UInt32, _ data: ByteBuffer) {
         countOption()
         if closed { return }
+        if admitted { core.slots.update(id, activity: true) }
+        if refuseOption(code) { return }
         let provider = core.provider
         switch code {
+        case NBD.optStartTLS:
+            startTLS(code, data)
+
         case NBD.optExportName:
             var d = data
             guard let name = NBDOptionParser.readString(&d, length: d.readableBytes) else {
@@ -292,7 +405,8 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
                 return
             }
             let config = core.config
-            offLoop({ try Self.open(provider, name, config) }) { [self] r in
+            let space = core.overlaySpace
+            offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
                 switch r {
                 case .success(let (ex, ov)):
                     enterTransmission(ex, ov, name: name)
@@ -334,8 +448,9 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             }
             let go = code == NBD.optGo
             let config = core.config
+            let space = core.overlaySpace
             if go {
-                offLoop({ try Self.open(provider, name, config) }) { [self] r in
+                offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
                     switch r {
                     case .success(let (ex, ov)):
                         var b = context.channel.allocator.buffer(capacity: 256)
@@ -406,16 +521,18 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             }
 
         default:
-            // STARTTLS, EXTENDED_HEADERS and anything unknown.
+            // EXTENDED_HEADERS and anything unknown.
             replyOption(code, NBD.repErrUnsup, "unsupported option \(code)")
         }
     }
 
-    private static func open(_ provider: ExportProvider, _ name: String, _ config: NBDServerConfig) throws -> (OpenExport, Overlay?) {
+    private static func open(_ provider: ExportProvider, _ name: String, _ config: NBDServerConfig,
+                             _ space: OverlaySpace) throws -> (OpenExport, Overlay?) {
         let ex = try provider.open(name)
         guard config.writable else { return (ex, nil) }
         do {
-            let ov = try Overlay(size: ex.info.size, chunkSize: ex.image.chunkSize, directory: config.overlayDirectory)
+            let ov = try Overlay(size: ex.info.size, chunkSize: ex.image.chunkSize, directory: config.overlayDirectory,
+                                 space: space)
             return (ex, ov)
         } catch {
             ex.close()
@@ -441,22 +558,82 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         overlay = ov
         metaActive = structured && metaName != nil && metaName == name
         control.acceptWrites = writable
+        control.admitPayload = { [unowned self] n in admitPayload(n) }
         control.phase = .transmission
+        if admitted { core.slots.update(id, inHandshake: false, activity: true) }
         log.info("NBD connection \(id): serving revision \(ex.info.name) (\(ByteFormat.flexible(Int64(ex.info.size)))), \(writable ? "writable overlay" : "read-only")")
     }
 
     // MARK: transmission
 
-    /// Counts a request in flight holding `bytes`.
-    private func begin(_ bytes: Int) {
+    /// Counts a request in flight (its bytes are taken separately).
+    private func begin() {
         inflight += 1
-        inflightBytes += bytes
+        report()
         updateFlow()
+    }
+
+    /// Changes the bytes this connection holds of the reply budget.
+    private func hold(_ delta: Int) {
+        inflightBytes += delta
+        if !budgetReturned { core.budget.adjust(delta) }
+    }
+
+    /// Takes `n` bytes of the reply budget, or arranges to be woken when
+    /// budget may be there and returns false.
+    private func tryHold(_ n: Int) -> Bool {
+        if closed { return false }
+        let ok = core.budget.take(id, n) { [weak self] in
+            guard let self else { return }
+            self.eventLoop.execute { self.budgetAvailable() }
+        }
+        if ok { inflightBytes += n }
+        return ok
+    }
+
+    private func budgetAvailable() {
+        guard !closed, waitingForBudget else { return }
+        waitingForBudget = false
+        if let req = parked, let ex = export {
+            parked = nil
+            read(req, ex)
+        }
+        updateFlow()
+    }
+
+    /// The decoder asks for memory for a WRITE payload.
+    private func admitPayload(_ n: Int) -> Bool {
+        if tryHold(n) { return true }
+        waitingForBudget = true
+        return false
+    }
+
+    /// Tells the connection table whether this connection is busy and
+    /// whether replies wait to be written (only changes, and write progress
+    /// at most twice a second).
+    private func report(wrote: Bool = false) {
+        guard admitted else { return }
+        let now = (busy: inflight > 0, queued: queuedReplies > 0)
+        var progress = false
+        if wrote {
+            let t = ProcessInfo.processInfo.systemUptime
+            if t - lastWriteReport > 0.5 {
+                lastWriteReport = t
+                progress = true
+            }
+        }
+        if now != reported || progress {
+            let activity = now.busy != reported.busy
+            reported = now
+            core.slots.update(id, busy: now.busy, queued: now.queued, wrote: progress, activity: activity)
+        }
     }
 
     /// Sends a reply's buffers; the request stops counting once written.
     private func send(_ buffers: [ByteBuffer], bytes: Int) {
         if closed { return }
+        queuedReplies += 1
+        if queuedReplies == 1 { report() }
         for (k, b) in buffers.enumerated() {
             if k == buffers.count - 1 {
                 let p = context.eventLoop.makePromise(of: Void.self)
@@ -471,7 +648,9 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
 
     private func done(_ bytes: Int) {
         inflight -= 1
-        inflightBytes -= bytes
+        queuedReplies -= 1
+        hold(-bytes)
+        report(wrote: true)
         updateFlow()
         finishIfIdle()
     }
@@ -503,7 +682,8 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             return
         }
         let size = ex.info.size
-        begin(payload?.readableBytes ?? 0)
+        begin()
+        // A WRITE payload's bytes were taken when the decoder admitted it.
         let heldBytes = payload?.readableBytes ?? 0
         if req.flags & ~NBDTransmission.allowedFlags(type: req.type, structured: structured) != 0 {
             replyError(req, NBD.EINVAL, "command flags 0x\(String(req.flags, radix: 16)) not valid for command \(req.type)", bytes: heldBytes)
@@ -605,6 +785,9 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
                 case .success:
                     if req.type == NBD.cmdWrite { bytesWritten += UInt64(req.length) }
                     replyOK(req, bytes: bytes)
+                case .failure(let e as OverlayFull):
+                    log.warning("NBD connection \(id): revision \(ex.info.name): \(req.type == NBD.cmdWrite ? "write" : "zero") at offset \(req.offset) refused: \(e)")
+                    replyError(req, NBD.ENOSPC, e.description, bytes: bytes)
                 case .failure(let e):
                     log.error("NBD connection \(id): revision \(ex.info.name): \(req.type == NBD.cmdWrite ? "write" : "zero") at offset \(req.offset) failed: \(e)")
                     replyError(req, NBD.EIO, "\(e)", bytes: bytes)
@@ -664,13 +847,27 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         var data: [ByteBuffer?]
         var pending = 0
         var error: Error?
+        /// Budget bytes taken for this read (its estimated cost).
         var bytes: Int
-        init(_ req: NBDRequest, _ segments: [Segment]) {
+        init(_ req: NBDRequest, _ segments: [Segment], cost: Int) {
             self.req = req
             self.segments = segments
             data = Array(repeating: nil, count: segments.count)
-            bytes = Int(req.length)
+            bytes = cost
         }
+    }
+
+    /// What a reply made of these segments keeps alive (see `finish`).
+    static func cost(_ segments: [Segment]) -> Int {
+        var c = 0
+        for seg in segments {
+            switch seg {
+            case .zero(_, let len): c += min(len, ReplyWriter.copyLimit)
+            case .chunk(_, _, _, let len): c += len < ReplyWriter.copyLimit ? len : ChunkMemory.slabSize
+            case .overlay(_, let len): c += len
+            }
+        }
+        return c
     }
 
     static func segments(image: ImageReader, overlay: Overlay?, offset: UInt64, length: Int) -> [Segment] {
@@ -720,8 +917,16 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
             return
         }
         let image = ex.image
-        let op = ReadOp(req, Self.segments(image: image, overlay: overlay, offset: req.offset, length: Int(req.length)))
-        inflightBytes += op.bytes
+        let segs = Self.segments(image: image, overlay: overlay, offset: req.offset, length: Int(req.length))
+        let estimate = Self.cost(segs)
+        guard tryHold(estimate) else {
+            // No budget now: wait (and stop decoding) until there is.
+            parked = req
+            waitingForBudget = true
+            updateFlow()
+            return
+        }
+        let op = ReadOp(req, segs, cost: estimate)
         let loop = context.eventLoop
         let cache = core.cache
         for (k, seg) in op.segments.enumerated() {
@@ -784,7 +989,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
         let req = op.req
         if let e = op.error {
             log.error("NBD connection \(id): revision \(export?.info.name ?? "?"): cannot read \(req.length) bytes at offset \(req.offset): \(e)")
-            inflightBytes -= op.bytes
+            hold(-op.bytes)
             replyError(req, NBD.EIO, "damaged or missing backup data: \(e)")
             return
         }
@@ -843,7 +1048,7 @@ final class NBDConnection: ChannelDuplexHandler, @unchecked Sendable {
                 k = j
             }
         }
-        inflightBytes += cost - op.bytes
+        hold(cost - op.bytes)
         send(out.finish(), bytes: cost)
     }
 }

@@ -3,7 +3,11 @@
 // option payloads over 64 KiB and WRITE payloads the server will not take
 // (over 32 MiB, or on a read-only export) are skipped as they arrive instead
 // of being buffered. The connection handler pauses decoding (while it works
-// on an option, or when too much is in flight) through `NBDDecoderControl`.
+// on an option, or when too much is in flight) through `NBDDecoderControl`;
+// before buffering an accepted WRITE payload the decoder asks the handler
+// for memory (`admitPayload`) and waits while it gets none. Bytes that
+// follow NBD_OPT_STARTTLS in the same read cannot be trusted (they were sent
+// in plaintext before the TLS handshake): they end the connection.
 import NIOCore
 
 /// State shared by the decoder and the connection handler of one channel;
@@ -26,6 +30,11 @@ public final class NBDDecoderControl {
     /// Whether WRITE payloads are accepted (a writable export); otherwise
     /// they are skipped and the request is reported with `payloadSkipped`.
     public var acceptWrites = false
+    /// Asked for memory before a WRITE payload of that many bytes is
+    /// buffered; false pauses decoding until the handler resumes it.
+    public var admitPayload: ((Int) -> Bool)?
+    /// The current WRITE payload has been admitted.
+    var payloadAdmitted = false
 
     public init() {}
 }
@@ -43,6 +52,26 @@ public enum NBDInbound {
     case requestPayloadSkipped(NBDRequest)
     /// The stream cannot be followed any more (bad magic); close.
     case violation(String)
+}
+
+/// Sits right before the decoder so that the handler can make it decode
+/// what it has buffered (after a pause) without the empty read passing
+/// through TLS or anything else nearer the socket.
+public final class NBDDecodeKick: ChannelInboundHandler {
+    public typealias InboundIn = ByteBuffer
+    private var context: ChannelHandlerContext?
+
+    public init() {}
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// Lets the decoder run over its buffered bytes.
+    public func kick() {
+        guard let context else { return }
+        context.fireChannelRead(NIOAny(context.channel.allocator.buffer(capacity: 0)))
+    }
 }
 
 public final class NBDDecoder: ByteToMessageDecoder {
@@ -107,6 +136,10 @@ public final class NBDDecoder: ByteToMessageDecoder {
             guard buffer.readableBytes >= 16 + Int(length) else { return nil }
             buffer.moveReaderIndex(forwardBy: 16)
             let data = buffer.readSlice(length: Int(length))!
+            if code == NBD.optStartTLS && buffer.readableBytes > 0 {
+                control.phase = .stopped
+                return .violation("data sent after NBD_OPT_STARTTLS before the TLS handshake")
+            }
             return .option(code: code, data: data)
         case .transmission:
             guard buffer.readableBytes >= NBDRequest.size else { return nil }
@@ -115,6 +148,13 @@ public final class NBDDecoder: ByteToMessageDecoder {
             let length = buffer.getInteger(at: start + 24, as: UInt32.self)!
             if type == NBD.cmdWrite {
                 let take = control.acceptWrites && Int(length) <= NBDLimits.maxRequest
+                if take && !control.payloadAdmitted {
+                    if let admit = control.admitPayload, !admit(Int(length)) {
+                        control.paused = true
+                        return nil
+                    }
+                    control.payloadAdmitted = true
+                }
                 if take {
                     guard buffer.readableBytes >= NBDRequest.size + Int(length) else { return nil }
                 }
@@ -124,6 +164,7 @@ public final class NBDDecoder: ByteToMessageDecoder {
                     return .violation("bad request magic")
                 }
                 if take {
+                    control.payloadAdmitted = false
                     return .request(req, payload: buffer.readSlice(length: Int(length))!)
                 }
                 skipping = (UInt64(length), .requestPayloadSkipped(req))

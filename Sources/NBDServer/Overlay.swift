@@ -4,7 +4,9 @@
 // process after a crash); a map of 4 KiB blocks says which parts of the
 // image the overlay holds. The revision and the chunk store are never
 // written. Writes that cover a block only partly first copy the block from
-// the revision (read-modify-write).
+// the revision (read-modify-write). `close()` (at the end of the connection)
+// closes the file at once, after the operations in progress, and returns
+// its space to the shared `OverlaySpace`.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -25,13 +27,22 @@ public final class Overlay: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLock()
     private var chunks: [Int: ChunkBlocks] = [:]
+    /// Operations using `fd`, and whether `close()` was called.
+    private let ioLock = NSLock()
+    private var active = 0
+    private var closed = false
+    private var fdClosed = false
+    let space: OverlaySpace?
+    /// Bytes of `space` this overlay holds (its file's allocation).
+    private var charged: UInt64 = 0
 
     /// Reads `length` bytes of the revision at `offset` into the pointer.
     public typealias BaseReader = (_ offset: UInt64, _ into: UnsafeMutableRawBufferPointer) throws -> Void
 
     /// Creates the overlay file in `directory` and unlinks it at once.
-    public init(size: UInt64, chunkSize: Int, directory: String) throws {
+    public init(size: UInt64, chunkSize: Int, directory: String, space: OverlaySpace? = nil) throws {
         precondition(chunkSize % Overlay.blockSize == 0)
+        self.space = space
         self.size = size
         self.chunkSize = chunkSize
         blocksPerChunk = chunkSize / Overlay.blockSize
@@ -42,13 +53,77 @@ public final class Overlay: @unchecked Sendable {
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         if ftruncate(f, off_t(size)) != 0 {
             let e = errno
-            close(f)
+            Glibc.close(f)
             throw OverlayError("cannot size the overlay file: \(String(cString: strerror(e)))")
         }
         fd = f
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    /// Closes the overlay file (once the operations in progress are done)
+    /// and gives its space back. Later operations fail.
+    public func close() {
+        ioLock.lock()
+        closed = true
+        let now = active == 0 && !fdClosed
+        if now { fdClosed = true }
+        ioLock.unlock()
+        if now { finishClose() }
+    }
+
+    private func finishClose() {
+        _ = Glibc.close(fd)
+        lock.lock()
+        let c = charged
+        charged = 0
+        lock.unlock()
+        space?.settle(release: c, take: 0)
+    }
+
+    /// Runs `body` with the file open; throws if the overlay is closed.
+    private func using<T>(_ body: () throws -> T) throws -> T {
+        ioLock.lock()
+        if closed {
+            ioLock.unlock()
+            throw OverlayError("the overlay is closed (the connection ended)")
+        }
+        active += 1
+        ioLock.unlock()
+        defer {
+            ioLock.lock()
+            active -= 1
+            let now = closed && active == 0 && !fdClosed
+            if now { fdClosed = true }
+            ioLock.unlock()
+            if now { finishClose() }
+        }
+        return try body()
+    }
+
+    /// Bytes the overlay file occupies on disk.
+    private func allocated() -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return 0 }
+        return UInt64(st.st_blocks) * 512
+    }
+
+    /// Reserves room for a change of `length` bytes at `offset` (whole
+    /// blocks), runs it, then charges what the file really occupies. Lock held.
+    private func charging(_ offset: UInt64, _ length: UInt64, _ body: () throws -> Void) throws {
+        guard let space else { return try body() }
+        let bs = UInt64(Overlay.blockSize)
+        let worst = ((offset + length + bs - 1) / bs - offset / bs) * bs
+        guard space.reserve(worst) else {
+            throw OverlayFull(description: "the overlays are full (at most \(space.limit >> 20) MiB for all clients together)")
+        }
+        defer {
+            let now = allocated()
+            space.settle(release: charged + worst, take: now)
+            charged = now
+        }
+        try body()
+    }
 
     // MARK: block map (call with the lock held)
 
@@ -131,6 +206,10 @@ public final class Overlay: @unchecked Sendable {
 
     /// Reads overlay bytes (only ranges `runs` reported as in the overlay).
     public func read(offset: UInt64, into out: UnsafeMutableRawBufferPointer) throws {
+        try using { try readFile(offset: offset, into: out) }
+    }
+
+    private func readFile(offset: UInt64, into out: UnsafeMutableRawBufferPointer) throws {
         var done = 0
         while done < out.count {
             let n = pread(fd, out.baseAddress! + done, out.count - done, off_t(offset) + off_t(done))
@@ -184,10 +263,14 @@ public final class Overlay: @unchecked Sendable {
         guard data.count > 0 else { return }
         let end = offset + UInt64(data.count)
         precondition(end <= size)
-        lock.lock(); defer { lock.unlock() }
-        try fillEdges(offset, end, base: base)
-        try pwriteAll(data.baseAddress!, data.count, offset)
-        mark(Int(offset / UInt64(Overlay.blockSize)), Int((end - 1) / UInt64(Overlay.blockSize)))
+        try using {
+            lock.lock(); defer { lock.unlock() }
+            try charging(offset, UInt64(data.count)) {
+                try fillEdges(offset, end, base: base)
+                try pwriteAll(data.baseAddress!, data.count, offset)
+            }
+            mark(Int(offset / UInt64(Overlay.blockSize)), Int((end - 1) / UInt64(Overlay.blockSize)))
+        }
     }
 
     /// Makes [offset, offset + length) read as zeros (WRITE_ZEROES, TRIM).
@@ -195,7 +278,17 @@ public final class Overlay: @unchecked Sendable {
         guard length > 0 else { return }
         let end = offset + length
         precondition(end <= size)
-        lock.lock(); defer { lock.unlock() }
+        try using {
+            lock.lock(); defer { lock.unlock() }
+            // Only the partly covered edge blocks can take space.
+            try charging(offset, min(length, 2 * UInt64(Overlay.blockSize))) {
+                try zeroFile(offset, length, end, base: base)
+            }
+            mark(Int(offset / UInt64(Overlay.blockSize)), Int((end - 1) / UInt64(Overlay.blockSize)))
+        }
+    }
+
+    private func zeroFile(_ offset: UInt64, _ length: UInt64, _ end: UInt64, base: BaseReader) throws {
         try fillEdges(offset, end, base: base)
         // Punch a hole (reads as zeros, frees space); fall back to writing zeros.
         let punched = Overlay.punchHole(fd, offset, length)
@@ -210,7 +303,6 @@ public final class Overlay: @unchecked Sendable {
                 pos += UInt64(n)
             }
         }
-        mark(Int(offset / UInt64(Overlay.blockSize)), Int((end - 1) / UInt64(Overlay.blockSize)))
     }
 }
 

@@ -4,6 +4,7 @@
 // `jobs` (name → {schedule, source, drill}). Every problem is reported as one line naming the
 // file, the line (where the YAML parser knows it) and the key, e.g.
 // `/etc/backy.conf: line 12: jobs.test01.schedule: unknown schedule "hourly"`.
+// The servers' keys (console socket, `nbd-server`) are read in ConfigServers.swift.
 //
 // Relative paths (`base-dir`, `status-file`, and a `file` source's `filename`)
 // are resolved against the directory of the configuration file.
@@ -55,6 +56,12 @@ public struct SchedulerConfig: Sendable {
     public var statusInterval: Int
     public var telnetAddrs: [String]
     public var telnetPort: Int
+    /// The console's Unix socket (mode 0660, group `consoleSocketGroup`), if any.
+    public var consoleSocket: String?
+    public var consoleSocketGroup: String?
+    public var consoleMaxConnections = SchedulerConfig.defaultConsoleMaxConnections
+    /// The `nbd-server` section.
+    public var nbd = NBDSettings()
     /// Schedules by name.
     public var schedules: [String: Schedule]
     /// Jobs sorted by name.
@@ -125,6 +132,7 @@ public struct SchedulerConfig: Sendable {
         var telnetPort = defaultTelnetPort
         var groupAccess = false
         var drillDefault: Int?
+        var consoleKeys: YAMLMap?
         if let g = top["global"], !g.isNull {
             guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
             if let v = gm["base-dir"] {
@@ -171,6 +179,7 @@ public struct SchedulerConfig: Sendable {
             if let v = gm["drill"] {
                 drillDefault = try DrillSchedule.parseInterval(v, key: "drill", map: gm, prefix: "global", problems: p)
             }
+            consoleKeys = gm
         }
         let addrs = addrsText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         baseDir = standardize(absolutePath(baseDir, relativeTo: configDir))
@@ -180,7 +189,9 @@ public struct SchedulerConfig: Sendable {
                                      statusInterval: statusInterval, telnetAddrs: addrs, telnetPort: telnetPort,
                                      schedules: [:], jobs: [])
         config.groupAccess = groupAccess
+        if let gm = consoleKeys { try parseConsoleKeys(gm, into: &config, problems: p, configDir: configDir) }
         if globalOnly { return config }
+        config.nbd = try parseNBD(top, problems: p, configDir: configDir)
 
         // schedules
         guard let sv = top["schedules"] else { throw p.error(nil, "schedules", "missing (a mapping of schedule name → tag → {interval, keep})") }

@@ -11,12 +11,23 @@
 // client's Ctrl-C) discards the current line; lines end with CR LF, CR NUL or LF.
 // Output lines end with CR LF. When the client closes its sending side (nc -N),
 // the rest of the input is answered and the connection closed.
+//
+// Limits, so that no client can stall another: at most `maxConnections`
+// clients (a new one takes the slot of one idle for 10 s, otherwise it is
+// told "Too many connections" and closed; refusals are logged once per
+// burst); commands run one at a time per client on one worker queue shared
+// round-robin by all clients, never on the event loop; a client's next
+// command runs only after its last answer was written out (a client that
+// does not read is not read from); `jobs REGEX` uses a matcher without
+// backtracking (JobPattern). Besides TCP (`telnet-addrs`) the console can
+// listen on a Unix socket (`console-socket`, mode 0660, `console-socket-group`).
 
 import ChunkStore
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServerSupport
 
 /// What the console needs of the daemon.
 public protocol ConsoleBackend: AnyObject, Sendable {
@@ -62,58 +73,76 @@ public enum ConsoleCommands {
         case .failure(let e): return Reply(lines: ["Syntax error: \(e.message)"], quit: false)
         }
         for words in commands where !words.isEmpty {
-            let cmd = words[0]
-            let args = Array(words.dropFirst())
-            switch cmd {
-            case "jobs":
-                guard args.count <= 1 else { out.append("Usage: jobs [REGEX]"); continue }
-                out += jobs(backend.statusEntries(now: now), filter: args.first)
-            case "status":
-                guard args.isEmpty else { out.append("Usage: status"); continue }
-                out += statusTable(backend.statusEntries(now: now))
-            case "run":
-                guard args.count == 1 else { out.append("Usage: run JOB"); continue }
-                out.append(backend.trigger(args[0]))
-            case "runall":
-                guard args.isEmpty else { out.append("Usage: runall"); continue }
-                let msgs = backend.triggerAll()
-                out += msgs.isEmpty ? ["No jobs configured."] : msgs
-            case "reload":
-                guard args.isEmpty else { out.append("Usage: reload"); continue }
-                out.append(backend.reload())
-            case "help", "?":
-                if let topic = args.first {
-                    if let h = help.first(where: { $0.0 == topic }) {
-                        out += [h.1, "    " + h.2]
-                    } else {
-                        out.append("No help for \(topic): no such command.")
-                    }
+            let r = run(words, backend: backend, now: now)
+            out += r.lines
+            if r.quit { return Reply(lines: out, quit: true) }
+        }
+        return Reply(lines: out, quit: false)
+    }
+
+    /// Executes one command (its words, not empty).
+    public static func run(_ words: [String], backend: ConsoleBackend, now: Date = Date()) -> Reply {
+        var out: [String] = []
+        let cmd = words[0]
+        let args = Array(words.dropFirst())
+        switch cmd {
+        case "jobs":
+            guard args.count <= 1 else { out.append("Usage: jobs [REGEX]"); break }
+            out += jobs(backend.statusEntries(now: now), filter: args.first)
+        case "status":
+            guard args.isEmpty else { out.append("Usage: status"); break }
+            out += statusTable(backend.statusEntries(now: now))
+        case "run":
+            guard args.count == 1 else { out.append("Usage: run JOB"); break }
+            out.append(backend.trigger(args[0]))
+        case "runall":
+            guard args.isEmpty else { out.append("Usage: runall"); break }
+            let msgs = backend.triggerAll()
+            out += msgs.isEmpty ? ["No jobs configured."] : msgs
+        case "reload":
+            guard args.isEmpty else { out.append("Usage: reload"); break }
+            out.append(backend.reload())
+        case "help", "?":
+            if let topic = args.first {
+                if let h = help.first(where: { $0.0 == topic }) {
+                    out += [h.1, "    " + h.2]
                 } else {
-                    out.append("Available commands:")
-                    for h in help { out.append("  " + h.1.padding(toLength: 14, withPad: " ", startingAt: 0) + h.2) }
+                    out.append("No help for \(topic): no such command.")
                 }
-            case "quit", "exit", "logout":
-                out.append("Goodbye.")
-                return Reply(lines: out, quit: true)
-            default:
-                out.append("\(cmd): command not found. Type help for the list of commands.")
+            } else {
+                out.append("Available commands:")
+                for h in help { out.append("  " + h.1.padding(toLength: 14, withPad: " ", startingAt: 0) + h.2) }
             }
+        case "quit", "exit", "logout":
+            out.append("Goodbye.")
+            return Reply(lines: out, quit: true)
+        default:
+            out.append("\(cmd): command not found. Type help for the list of commands.")
         }
         return Reply(lines: out, quit: false)
     }
 
     /// The `jobs` table (§9): sorted by job, " UTC" removed from times.
+    /// REGEX is searched in the job name (like Python's re.search) by a
+    /// matcher without backtracking.
     public static func jobs(_ entries: [JobStatusEntry], filter: String?) -> [String] {
         var selected = entries
         if let filter {
-            let re: NSRegularExpression
+            let re: JobPattern
             do {
-                re = try NSRegularExpression(pattern: filter)
+                re = try JobPattern(filter)
+            } catch let e as JobPatternError {
+                return ["Invalid regular expression: \(filter) (\(e.description))"]
             } catch {
                 return ["Invalid regular expression: \(filter)"]
             }
-            selected = entries.filter {
-                re.firstMatch(in: $0.job, range: NSRange($0.job.startIndex..., in: $0.job)) != nil
+            let deadline = Date().addingTimeInterval(1)
+            do {
+                selected = try entries.filter { e in
+                    try re.matches(e.job, budget: max(0.001, deadline.timeIntervalSinceNow))
+                }
+            } catch {
+                return ["Regular expression too expensive: \(filter)"]
             }
         }
         func time(_ s: String) -> String { s.hasSuffix(" UTC") ? String(s.dropLast(4)) : s }
@@ -289,35 +318,94 @@ public struct LineAssembler: Sendable {
 
 // MARK: - Server
 
-final class ConsoleHandler: ChannelInboundHandler, @unchecked Sendable {
+/// Runs console commands one at a time on one queue, off the event loop.
+/// Each client submits its next command only after the previous answer was
+/// written, so clients take turns.
+final class ConsoleWorker: @unchecked Sendable {
+    let queue = DispatchQueue(label: "backy-console-commands")
+}
+
+final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let backend: ConsoleBackend
     let version: String
+    let worker: ConsoleWorker
+    let server: ConsoleServer
+    let id: Int
     var telnet = TelnetDecoder()
     var lines = LineAssembler()
     var closing = false
+    var context: ChannelHandlerContext?
+    var eventLoop: EventLoop?
+    /// Input events not yet handled, and the commands of the line being run.
+    var pending: [LineAssembler.Event] = []
+    var commands: [[String]] = []
+    var running = false
+    var admitted = false
+    /// The client has sent everything (nc -N): close when the input is done.
+    var inputClosed = false
+    /// Pending input lines above which the client is not read from.
+    static let maxPending = 64
 
-    init(backend: ConsoleBackend, version: String) {
-        self.backend = backend
-        self.version = version
+    init(server: ConsoleServer, id: Int) {
+        self.server = server
+        backend = server.backend
+        version = server.version
+        worker = server.worker
+        self.id = id
     }
 
     private func send(_ context: ChannelHandlerContext, _ text: String) {
-        send(context, Array(text.utf8))
-    }
-
-    private func send(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
-        var buf = context.channel.allocator.buffer(capacity: bytes.count)
-        buf.writeBytes(bytes)
+        var buf = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buf.writeString(text)
         context.write(wrapOutboundOut(buf), promise: nil)
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        eventLoop = context.eventLoop
+    }
+
     func channelActive(context: ChannelHandlerContext) {
+        let peer = context.remoteAddress.map { $0.protocol == .unix ? "the Unix socket" : "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        switch server.slots.admit(id, self, inHandshake: false) {
+        case .admitted:
+            admitted = true
+        case .admittedEvicting(let victim, let idle):
+            admitted = true
+            victim.closeForPolicy("idle for \(Int(idle)) s while the console is full; its slot goes to a new client")
+        case .refused(let why):
+            server.refusals.refused(peer: peer, reason: why)
+            closing = true
+            send(context, "Too many connections (at most \(server.slots.policy.limit)); try again later.\r\n")
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
         send(context, ConsoleCommands.banner(version: version) + ConsoleCommands.prompt)
         context.flush()
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        if admitted { server.slots.remove(id) }
+        context.fireChannelInactive()
+    }
+
+    func closeForPolicy(_ reason: String) {
+        eventLoop?.execute { [self] in
+            guard !closing, let context else { return }
+            server.log.info("console: closing a connection: \(reason)")
+            closing = true
+            send(context, "\r\nClosing the connection: \(reason).\r\n")
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -325,110 +413,202 @@ final class ConsoleHandler: ChannelInboundHandler, @unchecked Sendable {
         var buf = unwrapInboundIn(data)
         let bytes = buf.readBytes(length: buf.readableBytes) ?? []
         let t = telnet.feed(bytes)
-        if !t.reply.isEmpty { send(context, t.reply) }
-        for event in lines.feed(t.data) {
+        if !t.reply.isEmpty {
+            var out = context.channel.allocator.buffer(capacity: t.reply.count)
+            out.writeBytes(t.reply)
+            context.write(wrapOutboundOut(out), promise: nil)
+        }
+        pending += lines.feed(t.data)
+        pump(context)
+    }
+
+    /// Handles queued input while the client reads its answers: one
+    /// command at a time, each on the worker queue.
+    private func pump(_ context: ChannelHandlerContext) {
+        while !closing && !running && context.channel.isWritable {
+            if !commands.isEmpty {
+                runNext(context)
+                return
+            }
+            guard !pending.isEmpty else { break }
+            let event = pending.removeFirst()
             switch event {
             case .line(let text):
-                handle(context, text)
+                switch ConsoleCommands.split(text) {
+                case .failure(let e):
+                    send(context, "Syntax error: \(e.message)\r\n" + ConsoleCommands.prompt)
+                case .success(let c):
+                    commands = c.filter { !$0.isEmpty }
+                    if commands.isEmpty { send(context, ConsoleCommands.prompt) }
+                }
             case .tooLong:
                 send(context, "Line too long (at most \(LineAssembler.maxLine) bytes).\r\n" + ConsoleCommands.prompt)
             case .endOfInput:
-                handle(context, "quit")
+                commands = [["quit"]]
             case .interrupt:
                 send(context, "\r\n" + ConsoleCommands.prompt)
             }
-            if closing { break }
         }
         context.flush()
-        // A client that sends commands without reading the answers is not read
-        // from until it catches up (answers are not buffered without bound).
-        if !context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        if !closing && !running && commands.isEmpty && pending.isEmpty && inputClosed {
+            finishInput(context)
+        }
+        updateReading(context)
+    }
+
+    private func runNext(_ context: ChannelHandlerContext) {
+        let words = commands.removeFirst()
+        let last = commands.isEmpty
+        running = true
+        if admitted { server.slots.update(id, busy: true, activity: true) }
+        let backend = self.backend
+        let loop = context.eventLoop
+        worker.queue.async { [self] in
+            let reply = ConsoleCommands.run(words, backend: backend)
+            loop.execute { [self] in
+                running = false
+                if admitted { server.slots.update(id, busy: false, activity: true) }
+                guard !closing, let context = self.context else { return }
+                var out = reply.lines.map { $0 + "\r\n" }.joined()
+                if reply.quit {
+                    closing = true
+                    commands = []
+                    var buf = context.channel.allocator.buffer(capacity: out.utf8.count)
+                    buf.writeString(out)
+                    context.writeAndFlush(wrapOutboundOut(buf)).whenComplete { _ in context.close(promise: nil) }
+                    return
+                }
+                if last { out += ConsoleCommands.prompt }
+                send(context, out)
+                pump(context)
+            }
+        }
+    }
+
+    /// Reads from the client only while its answers are being read and
+    /// little input waits.
+    private func updateReading(_ context: ChannelHandlerContext) {
+        let want = !closing && context.channel.isWritable && pending.count < Self.maxPending
+        context.channel.setOption(ChannelOptions.autoRead, value: want).whenComplete { _ in }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+        if context.channel.isWritable { pump(context) } else { updateReading(context) }
         context.fireChannelWritabilityChanged()
     }
 
-    private func handle(_ context: ChannelHandlerContext, _ text: String) {
-        let reply = ConsoleCommands.execute(text, backend: backend)
-        var out = reply.lines.map { $0 + "\r\n" }.joined()
-        if reply.quit {
-            closing = true
-            var buf = context.channel.allocator.buffer(capacity: out.utf8.count)
-            buf.writeString(out)
-            context.writeAndFlush(wrapOutboundOut(buf)).whenComplete { _ in context.close(promise: nil) }
+    private func finishInput(_ context: ChannelHandlerContext) {
+        // The client has sent everything (nc -N): answer a last unterminated line, then close.
+        if let rest = lines.rest(), !rest.trimmingCharacters(in: .whitespaces).isEmpty {
+            pending.append(.line(rest))
+            pump(context)
             return
         }
-        out += ConsoleCommands.prompt
-        send(context, out)
+        closing = true
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
-            // The client has sent everything (nc -N): answer a last unterminated line, then close.
-            if !closing, let rest = lines.rest(), !rest.trimmingCharacters(in: .whitespaces).isEmpty {
-                handle(context, rest)
-            }
-            if !closing {
-                closing = true
-                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                    context.close(promise: nil)
-                }
-            }
+            inputClosed = true
+            if !closing { pump(context) }
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        closing = true
         context.close(promise: nil)
     }
 }
 
-/// The console's listeners: one per address, one event loop for all clients.
+/// The console's listeners: TCP addresses and a Unix socket, one event loop
+/// for all clients, one worker queue for their commands.
 public final class ConsoleServer: @unchecked Sendable {
     let backend: ConsoleBackend
     let log: Logger
     let version: String
+    let worker = ConsoleWorker()
+    let slots: ConnectionSlots<ConsoleHandler>
+    let refusals: RefusalLog
+    private let nextID = Locked(0)
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var channels: [Channel] = []
+    private var socketPath: String?
 
-    public init(backend: ConsoleBackend, log: Logger, version: String = SchedulerDaemon.version) {
+    /// Idle seconds after which a client loses its slot to a new one (when
+    /// all slots are taken), and after which it is closed anyway.
+    public static let evictAfter: TimeInterval = 10
+    public static let idleTimeout: TimeInterval = 3600
+
+    public init(backend: ConsoleBackend, log: Logger, version: String = SchedulerDaemon.version,
+                maxConnections: Int = SchedulerConfig.defaultConsoleMaxConnections) {
         self.backend = backend
         self.log = log
         self.version = version
+        slots = ConnectionSlots(policy: SlotPolicy(limit: maxConnections, handshakeTimeout: 0,
+                                                   idleTimeout: Self.idleTimeout, stallTimeout: Self.idleTimeout,
+                                                   minIdleToEvict: Self.evictAfter))
+        refusals = RefusalLog(log: log, what: "console")
+        slots.startSweeping(period: 5)
+    }
+
+    private var bootstrap: ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let id = nextID.with { n -> Int in n += 1; return n }
+                    try channel.pipeline.syncOperations.addHandler(ConsoleHandler(server: self, id: id))
+                }
+            }
     }
 
     /// Listens on every address; failures are logged (the scheduler keeps running).
     /// Returns the number of listening addresses.
     @discardableResult
     public func start(addresses: [String], port: Int) -> Int {
-        let backend = self.backend
-        let version = self.version
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 64)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ConsoleHandler(backend: backend, version: version))
-                }
-            }
+        let b = bootstrap
+        var n = 0
         for addr in addresses {
             log.info("starting telnet server on \(addr):\(port)")
             do {
-                channels.append(try bootstrap.bind(host: addr, port: port).wait())
+                channels.append(try b.bind(host: addr, port: port).wait())
+                n += 1
             } catch {
                 log.error("cannot listen on \(addr):\(port): \(error)")
             }
         }
-        return channels.count
+        return n
+    }
+
+    /// Listens on a Unix socket (mode 0660, `group`); failures are logged.
+    @discardableResult
+    public func start(socket path: String, group: String?) -> Bool {
+        let b = bootstrap
+        log.info("starting console on \(path)\(group.map { " (group \($0))" } ?? "")")
+        do {
+            channels.append(try UnixSocket.listen(path: path, group: group) { p in
+                try b.bind(unixDomainSocketPath: p).wait()
+            })
+            socketPath = path
+            return true
+        } catch {
+            log.error("cannot listen on \(path): \(error)")
+            return false
+        }
     }
 
     public func stop() {
+        slots.stopSweeping()
         for c in channels { try? c.close().wait() }
         channels.removeAll()
+        if let p = socketPath { UnixSocket.remove(p) }
         try? group.syncShutdownGracefully()
     }
 }

@@ -9,7 +9,9 @@
 // without leaving the revision it was asked for (no hot loop, §15 item 2).
 //
 // The status file is rewritten every `status-interval`; the telnet console answers
-// on `telnet-addrs`:`telnet-port`. SIGHUP (and the console's `reload`) re-reads the
+// on `telnet-addrs`:`telnet-port` (and `console-socket`); services injected by the
+// command line (DaemonService: the in-process NBD server) start, follow reloads and
+// stop with the daemon. SIGHUP (and the console's `reload`) re-reads the
 // configuration: added, removed and changed jobs take effect at once, running jobs
 // finish first. SIGTERM/SIGINT/SIGQUIT stop the daemon: running children get
 // SIGTERM (their process group), are waited for (SIGKILL after `stopGrace`), and
@@ -85,6 +87,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
     public let command: String
     /// How long stopping waits for children after SIGTERM before SIGKILL.
     public var stopGrace: TimeInterval = 60
+    /// Services run beside the jobs (see DaemonService).
+    public var services: [DaemonService] = []
 
     private var config: SchedulerConfig
     private let cond = NSCondition()
@@ -157,6 +161,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         // counted, status and check show why), never the daemon.
         var setup: [String: String] = [:]
         for def in cfg.jobs { setup[def.name] = prepareOrExplain(def, baseDir: cfg.baseDir) }
+        for s in services { try s.start(cfg) }
         let now = Date()
         var histories: [String: JobHistory] = [:]
         for def in cfg.jobs { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
@@ -174,8 +179,9 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusThread.name = "backy-status"
         statusThread.start()
 
-        let server = ConsoleServer(backend: self, log: log)
+        let server = ConsoleServer(backend: self, log: log, maxConnections: cfg.consoleMaxConnections)
         server.start(addresses: cfg.telnetAddrs, port: cfg.telnetPort)
+        if let path = cfg.consoleSocket { server.start(socket: path, group: cfg.consoleSocketGroup) }
         console = server
 
         let signalThread = Thread { [self] in signalLoop() }
@@ -475,6 +481,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         while !statusDone && Date() < statusDeadline { _ = statusCond.wait(until: statusDeadline) }
         statusCond.unlock()
         console?.stop()
+        for s in services { s.stop() }
         writeStatus()
         daemonLock?.unlock()
         log.info("Scheduler stopped")
@@ -607,8 +614,12 @@ public final class SchedulerDaemon: @unchecked Sendable {
             log.error("\(msg)")
             return msg
         }
-        if new.telnetAddrs != old.telnetAddrs || new.telnetPort != old.telnetPort {
-            log.warning("telnet-addrs and telnet-port changes take effect when the scheduler is restarted")
+        if new.telnetAddrs != old.telnetAddrs || new.telnetPort != old.telnetPort
+            || new.consoleSocket != old.consoleSocket || new.consoleSocketGroup != old.consoleSocketGroup {
+            log.warning("telnet-addrs, telnet-port and console-socket changes take effect when the scheduler is restarted")
+        }
+        if new.nbd != old.nbd {
+            log.warning("nbd-server changes take effect when the scheduler is restarted (its exports follow the jobs at once)")
         }
         cond.lock()
         var current: [String: JobDefinition] = [:]
@@ -673,6 +684,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusWakeup = true
         statusCond.broadcast()
         statusCond.unlock()
+        for s in services { s.reload(new) }
         let msg = "Reloaded \(new.path): \(new.jobs.count) jobs (\(added.count) added, \(changed.count) changed, \(removed.count) removed)"
         log.info("\(msg)")
         return msg

@@ -10,7 +10,7 @@ struct SchedulerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler",
         abstract: "Run the scheduler daemon in the foreground.",
-        discussion: "Backs up every job of CONFIG on its schedule, expires old revisions, writes the status file and serves the telnet console. SIGHUP reloads the configuration; SIGTERM or SIGINT stop it (running backups are stopped and cleaned up by the next run). Exits 69 if another scheduler holds <base-dir>/.lock, 1 for a bad configuration.")
+        discussion: "Backs up every job of CONFIG on its schedule, expires old revisions, writes the status file and serves the telnet console (and, with nbd-server: {in-scheduler: true}, every job over NBD). SIGHUP reloads the configuration; SIGTERM or SIGINT stop it (running backups are stopped and cleaned up by the next run). Exits 69 if another scheduler holds <base-dir>/.lock, 1 for a bad configuration.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("c"), .customLong("config")], help: ArgumentHelp("The configuration file.", valueName: "CONFIG"))
     var config: String = SchedulerConfig.defaultPath
@@ -18,7 +18,9 @@ struct SchedulerCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let cfg = try SchedulerConfig.load(path: config)
-            return try SchedulerDaemon(config: cfg, log: log).run()
+            let daemon = SchedulerDaemon(config: cfg, log: log)
+            daemon.services = [NBDInScheduler(log: log)]
+            return try daemon.run()
         }
     }
 }
