@@ -187,6 +187,6 @@ public struct ChunkMap: Equatable, Sendable {
 
     /// Writes the map durably: temp, fsync, rename, directory fsync.
     public func write(path: String) throws {
-        try Posix.writeFileAtomically(path, encode(), mode: 0o440, durable: true)
+        try Posix.writeFileAtomically(path, encode(), mode: 0o440, durable: true, crashPoint: .mapBeforeRename)
     }
 }

@@ -136,6 +136,7 @@ public final class ChunkStore: @unchecked Sendable {
                 throw error
             }
         }
+        CrashPoints.reached(.chunkRenamed)
     }
 
     /// Drops a pending chunk file.

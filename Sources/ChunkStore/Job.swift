@@ -368,8 +368,8 @@ public final class Job: @unchecked Sendable {
     }
 
     /// Rewrites a revision's metadata file.
-    public func save(_ rev: Revision, durable: Bool = true) throws {
-        try rev.write(path: revPath(rev.id), durable: durable)
+    public func save(_ rev: Revision, durable: Bool = true, crashPoint: CrashPoint? = nil) throws {
+        try rev.write(path: revPath(rev.id), durable: durable, crashPoint: crashPoint)
     }
 
     /// Rewrites revisions under the job's metadata lock `.meta` (held only

@@ -241,7 +241,9 @@ public enum Posix {
 
     /// Writes a small file atomically and durably: temp file in the same
     /// directory, write, fsync, rename, fsync the directory.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o440, durable: Bool = true) throws {
+    /// `crashPoint` is reached after the fsync, before the rename.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o440, durable: Bool = true,
+                                           crashPoint: CrashPoint? = nil) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var fd = try open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
@@ -254,6 +256,7 @@ public enum Posix {
             let closing = fd
             fd = -1
             if close(closing) != 0 { throw BackyError.posix("cannot close \(tmp)") }
+            if let crashPoint { CrashPoints.reached(crashPoint) }
             try rename(tmp, path)
         } catch {
             if fd >= 0 { close(fd) }

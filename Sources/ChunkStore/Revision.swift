@@ -146,7 +146,7 @@ public struct Revision: Sendable, Equatable {
     }
 
     /// Writes the file through temp + rename (mode 0440); durable when asked.
-    public func write(path: String, durable: Bool = true) throws {
-        try Posix.writeFileAtomically(path, Array(yaml().utf8), mode: 0o440, durable: durable)
+    public func write(path: String, durable: Bool = true, crashPoint: CrashPoint? = nil) throws {
+        try Posix.writeFileAtomically(path, Array(yaml().utf8), mode: 0o440, durable: durable, crashPoint: crashPoint)
     }
 }

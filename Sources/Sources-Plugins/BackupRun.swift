@@ -88,6 +88,7 @@ public enum BackupRun {
                 throw BackyError(.corrupt, "\(missing.count) chunk(s) the new revision needs are missing from the store (first: \(first.hex)); they were quarantined or removed during the backup — the next backup rewrites them")
             }
             try map.write(path: job.mapPath(rev.id))
+            CrashPoints.reached(.mapWritten)
 
             let s = writer.stats
             rev.stats = YAMLMap()
@@ -107,7 +108,8 @@ public enum BackupRun {
                 rev.stats["distrust_reason"] = .string(why)
                 log.warning("Marking revision \(rev.id) distrusted: \(why)")
             }
-            try job.save(rev)
+            try job.save(rev, crashPoint: .revBeforeComplete)
+            CrashPoints.reached(.revComplete)
             job.updateLastLinks(rev)
             let mbps = duration > 0 ? Double(map.imageSize) / duration / 1e6 : 0
             log.info("Backup \(rev.id) complete: \(map.chunks.count) chunks, \(s.chunksWritten) written (\(ByteFormat.flexible(s.bytesStored)) stored), \(s.chunksReused) reused, \(rev.stats["chunks_zero"]!.int!) zero; \(String(format: "%.2f", duration)) s, \(String(format: "%.0f", mbps)) MB/s")

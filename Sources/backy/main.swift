@@ -1,6 +1,7 @@
 // backy: the command line. Parses arguments and dispatches to the
 // subcommands; all work happens in the libraries.
 import ArgumentParser
+import ChunkStore
 import Foundation
 
 struct Backy: ParsableCommand {
@@ -19,6 +20,16 @@ struct Backy: ParsableCommand {
 }
 
 setvbuf(stdout, nil, _IOLBF, 0)
+// Tests only: die at a named step of a backup's writes (CrashPoints).
+if let spec = ProcessInfo.processInfo.environment["BACKY_CRASH_AT"], !spec.isEmpty {
+    do {
+        let (point, hit) = try CrashPoints.parse(spec)
+        CrashPoints.arm(point, hit: hit)
+    } catch {
+        FileHandle.standardError.write(Data("Error: BACKY_CRASH_AT: \(error)\n".utf8))
+        exit(2)
+    }
+}
 let rawArgs = Array(CommandLine.arguments.dropFirst())
 switch GlobalOptions.extractLeading(rawArgs) {
 case .failure(let e):
