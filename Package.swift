@@ -77,13 +77,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
+        // Shared by the test targets: replayable random generators.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "TestSupport"]),
         .testTarget(name: "SourcesPluginsTests", dependencies: ["SourcesPlugins"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount"]),
-        .testTarget(name: "NBDServerTests", dependencies: ["NBDServer"]),
+        .testTarget(name: "NBDServerTests", dependencies: ["NBDServer", "TestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["Mount"]),
         // Runs the built `backy` binary (swift test builds it first).
         .testTarget(name: "EndToEndTests", dependencies: [
+            "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],

@@ -21,12 +21,16 @@ final class BackupRestoreTests: XCTestCase {
         makeImage(img, seed: 1)
         XCTAssertEqual(E2E.backy(["-b", job, "init", "file", img]).code, 0)
         var hashes: [String] = []
+        var copies: [String] = []   // a kept copy of the image of each revision
         for round in 0..<3 {
             if round > 0 { E2E.write(img, E2E.randomBytes(70_000, seed: UInt64(100 + round)), at: UInt64(round) * 3_000_000) }
             hashes.append(E2E.sha256(file: img))
+            copies.append(d + "/image-\(round)")
+            XCTAssertEqual(E2E.run("/bin/cp", ["--sparse=always", img, copies[round]]).code, 0)
             let r = E2E.backy(["-b", job, "backup", round == 2 ? "daily,weekly" : "daily"])
             XCTAssertEqual(r.code, 0, r.stderr)
         }
+        XCTAssertEqual(Set(hashes).count, 3, "every round changed the image")
         let ids = E2E.revisionIDs(job)
         XCTAssertEqual(ids.count, 3)
         for (i, id) in ids.enumerated() {
@@ -34,7 +38,8 @@ final class BackupRestoreTests: XCTestCase {
             let r = E2E.backy(["-b", job, "restore", "-r", id, out])
             XCTAssertEqual(r.code, 0, r.stderr)
             XCTAssertEqual(E2E.sha256(file: out), hashes[i], "revision \(i) restores bit-exact")
-            XCTAssertEqual(E2E.run("/usr/bin/cmp", [out, i == 2 ? img : out]).code, 0)
+            let c = E2E.run("/usr/bin/cmp", [out, copies[i]])
+            XCTAssertEqual(c.code, 0, "revision \(i) against its kept image: \(c.out)\(c.stderr)")
         }
         // Specs: numbers count back from the newest, tags pick the newest carrying them.
         let r0 = E2E.backy(["-b", job, "restore", "-r", "2", d + "/by-number"])

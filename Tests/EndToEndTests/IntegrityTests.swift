@@ -3,6 +3,7 @@
 // deletions; purge looping beside backups and restores; kill -9 of purge
 // and verify. Counts grow with BACKY_TORTURE=1 (bench/torture).
 import Foundation
+import TestSupport
 import XCTest
 
 final class IntegrityTests: XCTestCase {
@@ -15,10 +16,7 @@ final class IntegrityTests: XCTestCase {
         return (img, job)
     }
 
-    func revisions(_ job: String) -> [[String: Any]] {
-        let r = E2E.backy(["-b", job, "status", "--json"])
-        return (try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]]) ?? []
-    }
+    func revisions(_ job: String) -> [[String: Any]] { E2E.revisions(job) }
 
     func trust(_ job: String) -> [String] { revisions(job).map { $0["trust"] as! String } }
 
@@ -65,6 +63,12 @@ final class IntegrityTests: XCTestCase {
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "weekly"]).code, 0)
         let victim = chunkFiles(job)[2]
         let name = ((victim as NSString).lastPathComponent as NSString).deletingPathExtension
+        // Where the chunk sits in the image, from the map: the damage report
+        // must name exactly that range.
+        let map = E2E.mapChunks(job, E2E.revisionIDs(job)[1])
+        XCTAssertEqual(map.count, 6)
+        let k = try XCTUnwrap(map.firstIndex(of: name))
+        XCTAssertEqual(map.filter { $0 == name }.count, 1)
         chmod(victim, 0o644)
         E2E.write(victim, [0x00, 0x01, 0x02], at: 4000)
         let v = E2E.backy(["-b", job, "verify", "-r", "0"])
@@ -89,8 +93,18 @@ final class IntegrityTests: XCTestCase {
         let dmg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: d + "/damage.json"))) as! [String: Any]
         let ranges = dmg["damaged_ranges"] as! [[String: Any]]
         XCTAssertEqual(ranges.count, 1)
+        let mib4 = 4 * 1024 * 1024
         XCTAssertEqual(ranges[0]["chunk"] as? String, name)
-        XCTAssertEqual(ranges[0]["length"] as? Int, 4 * 1024 * 1024)
+        XCTAssertEqual(ranges[0]["chunk_index"] as? Int, k)
+        XCTAssertEqual(ranges[0]["offset"] as? Int, k * mib4)
+        XCTAssertEqual(ranges[0]["length"] as? Int, mib4)
+        XCTAssertEqual(ranges[0]["end"] as? Int, (k + 1) * mib4)
+        XCTAssertEqual(dmg["damaged_bytes"] as? Int, mib4)
+        XCTAssertTrue(be.stderr.contains("Chunk \(name) at image offset \(k * mib4) is unreadable"), be.stderr)
+        // The restored image: zeros exactly there, the image everywhere else.
+        var want = try Data(contentsOf: URL(fileURLWithPath: img))
+        want.replaceSubrange((k * mib4)..<((k + 1) * mib4), with: Data(count: mib4))
+        XCTAssertEqual(E2E.sha256(file: d + "/x"), E2E.sha256(want))
         // The next backup rewrites the chunk from the source; verify then trusts again.
         let b = E2E.backy(["-b", job, "backup", "daily"])
         XCTAssertEqual(b.code, 0, b.stderr)
@@ -110,16 +124,15 @@ final class IntegrityTests: XCTestCase {
         let faults = IntegrityTests.torture ? 60 : 9
         let mib = IntegrityTests.torture ? 264 : 60
         E2E.write(img, E2E.randomBytes(mib * 1024 * 1024, seed: 5), at: 0)
+        var rng = E2E.rng(self)
         // Half compressible so both codecs are hit.
-        var rngText = SystemRandomNumberGenerator()
         for k in 0..<(mib / 8) {
-            let line = "lorem ipsum \(k) dolor sit amet \(UInt32.random(in: 0...UInt32.max, using: &rngText)) consectetur\n"
+            let line = "lorem ipsum \(k) dolor sit amet \(UInt32.random(in: 0...UInt32.max, using: &rng)) consectetur\n"
             E2E.write(img, Array(String(repeating: line, count: 4 * 1024 * 1024 / line.utf8.count).utf8), at: UInt64(k * 2 + 1) * 4 * 1024 * 1024)
         }
         E2E.backy(["-b", job, "init", "file", img])
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
         var files = chunkFiles(job)
-        var rng = SystemRandomNumberGenerator()
         files.shuffle(using: &rng)
         var injected: [String: String] = [:]
         XCTAssertGreaterThanOrEqual(files.count, faults)
@@ -211,31 +224,42 @@ final class IntegrityTests: XCTestCase {
     }
 
     /// Purge in a loop while 20 backups (whose chunks come and go) and
-    /// restores run: no chunk goes missing, every restore is bit-exact.
+    /// restores run: no chunk goes missing, every restore is bit-exact. The
+    /// figures are counted: restores, purges and the chunks they removed
+    /// must be > 0, and the revisions left are exactly the two newest.
     func testPurgeLoopBesideBackupsAndRestores() throws {
         let d = E2E.tempDir(self)
         let img = d + "/disk.img", job = d + "/job"
         let mib = 16
+        let backups = 20
+        var rng = E2E.rng(self)
         // Two variants per 4 MiB block; each backup picks one per block, so
         // chunks become unreferenced (after forget) and are wanted again.
         let variants = (0..<2).map { v in (0..<(mib / 4)).map { b in E2E.randomBytes(4 * 1024 * 1024, seed: UInt64(1000 + v * 100 + b)) } }
         E2E.write(img, variants[0].flatMap { $0 }, at: 0)
-        E2E.backy(["-b", job, "init", "file", img])
+        XCTAssertEqual(E2E.backy(["-b", job, "init", "file", img]).code, 0)
         let expected = Locked<[String: String]>([:])
         let stop = Locked(false)
-        let purges = Locked(0), restores = Locked(0), failures = Locked<[String]>([])
+        let purges = Locked(0), purged = Locked(0), restores = Locked(0), failures = Locked<[String]>([])
         let purgeThread = Thread {
             while !stop.get {
                 let r = E2E.backy(["-b", job, "purge"])
                 if r.code != 0 { failures.with { $0.append("purge: \(r.stderr)") } }
+                if let n = r.out.split(separator: " ").dropFirst().first.flatMap({ Int($0) }), r.out.hasPrefix("Purging: ") {
+                    purged.with { $0 += n }
+                } else if r.code == 0 && !r.out.hasPrefix("Failed to get exclusive lock") {
+                    failures.with { $0.append("purge printed \(r.out.debugDescription)") }
+                }
                 purges.with { $0 += 1 }
             }
         }
         purgeThread.start()
+        let restoreSeed = rng.next()
         let restoreThread = Thread {
+            var restoreRng = XorShift(seed: restoreSeed)
             while !stop.get {
-                let known = expected.get
-                guard let (id, hash) = known.randomElement() else { usleep(20_000); continue }
+                let known = expected.get.sorted { $0.key < $1.key }
+                guard let (id, hash) = known.randomElement(using: &restoreRng) else { usleep(20_000); continue }
                 let r = E2E.backy(["-b", job, "restore", "-r", id, "-"])
                 if r.code != 0 {
                     // The revision may have been forgotten meanwhile.
@@ -247,36 +271,58 @@ final class IntegrityTests: XCTestCase {
             }
         }
         restoreThread.start()
-        var rng = SystemRandomNumberGenerator()
-        for i in 0..<20 {
+        var made: [String] = []   // ids of the backups that succeeded, in order
+        for i in 0..<backups {
             let pick = (0..<(mib / 4)).map { _ in Int.random(in: 0...1, using: &rng) }
             E2E.write(img, pick.enumerated().flatMap { variants[$0.element][$0.offset] }, at: 0)
             let hash = E2E.sha256(file: img)
+            let before = Set(E2E.revisionIDs(job))
             let b = E2E.backy(["-b", job, "backup", "daily"])
-            XCTAssertEqual(b.code, 0, b.stderr)
-            if let id = E2E.revisionIDs(job).last { expected.with { $0[id] = hash } }
+            XCTAssertEqual(b.code, 0, "backup \(i): \(b.stderr)")
+            let new = E2E.revisionIDs(job).filter { !before.contains($0) }
+            // Only a backup that exited 0 with exactly one new revision
+            // records a hash to check.
+            if b.code == 0 && new.count == 1 {
+                expected.with { $0[new[0]] = hash }
+                made.append(new[0])
+            } else {
+                XCTFail("backup \(i): exit \(b.code), new revisions \(new)")
+            }
             // Forget all but the two newest, so their chunks become garbage.
             let ids = E2E.revisionIDs(job)
-            if ids.count > 2 {
-                for old in ids.dropLast(2) {
-                    expected.with { $0[old] = nil }
-                    XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", old]).code, 0)
-                }
+            for old in ids.dropLast(2) {
+                expected.with { $0[old] = nil }
+                XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", old]).code, 0)
             }
-            _ = i
         }
         stop.with { $0 = true }
         while purgeThread.isExecuting || restoreThread.isExecuting { usleep(50_000) }
         XCTAssertEqual(failures.get, [])
-        // Nothing referenced is missing.
+        XCTAssertEqual(made.count, backups, "every backup made one revision")
+        XCTAssertEqual(E2E.revisionIDs(job), Array(made.suffix(2)), "the two newest revisions remain")
+        XCTAssertEqual(Set(expected.get.keys), Set(made.suffix(2)))
+        XCTAssertGreaterThan(restores.get, 0, "restores ran beside the backups")
+        XCTAssertGreaterThan(purges.get, 0)
+        XCTAssertGreaterThan(purged.get, 0, "purge removed chunks of forgotten revisions")
+        // Nothing referenced is missing: counted from the maps, then by verify.
+        var missing = 0
+        for id in made.suffix(2) {
+            for c in Set(E2E.mapChunks(job, id)) where c != String(repeating: "0", count: 64) {
+                if !FileManager.default.fileExists(atPath: job + "/chunks/" + c.prefix(2) + "/" + c + ".chunk") { missing += 1 }
+            }
+        }
+        XCTAssertEqual(missing, 0, "chunk files the remaining revisions need")
         let v = E2E.backy(["-b", job, "verify", "--sample", "100"])
         XCTAssertEqual(v.code, 0, v.stderr)
+        var checked = 0
         for (id, hash) in expected.get {
             let r = E2E.backy(["-b", job, "restore", "-r", id, "-"])
             XCTAssertEqual(r.code, 0, r.stderr)
             XCTAssertEqual(E2E.sha256(r.stdout), hash)
+            if r.code == 0 && E2E.sha256(r.stdout) == hash { checked += 1 }
         }
-        print("purge beside backups: 20 backups, \(purges.get) purges, \(restores.get) restores, \(failures.get.count) failures, 0 missing chunks")
+        XCTAssertEqual(checked, 2)
+        print("purge beside backups: \(made.count) backups, \(purges.get) purges removed \(purged.get) chunks, \(restores.get) restores, \(failures.get.count) failures, \(missing) missing chunks, \(checked) revisions bit-exact at the end")
     }
 
     /// kill -9 of purge and verify at random moments never hurts a revision.
@@ -286,7 +332,7 @@ final class IntegrityTests: XCTestCase {
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
         let hash = E2E.sha256(file: img)
         let kills = IntegrityTests.torture ? 100 : 26
-        var rng = SystemRandomNumberGenerator()
+        var rng = E2E.rng(self)
         var killedPurge = 0, killedVerify = 0
         var round = 0
         while killedPurge + killedVerify < kills && round < 4 * kills {

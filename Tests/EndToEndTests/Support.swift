@@ -2,12 +2,16 @@
 // locating it, running it with captured output, temp directories, images.
 import Crypto
 import Foundation
+import TestSupport
 import XCTest
 
 struct RunResult {
+    /// The exit status; for a process killed by a signal, the signal number
+    /// (and `signal` says so).
     let code: Int32
     let stdout: Data
     let stderr: String
+    var signal: Int32? = nil
     var out: String { String(decoding: stdout, as: UTF8.self) }
 }
 
@@ -56,7 +60,8 @@ enum E2E {
         try? outH.close(); try? errH.close()
         let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return RunResult(code: p.terminationStatus, stdout: out, stderr: err)
+        return RunResult(code: p.terminationStatus, stdout: out, stderr: err,
+                         signal: p.terminationReason == .uncaughtSignal ? p.terminationStatus : nil)
     }
 
     @discardableResult
@@ -130,11 +135,41 @@ enum E2E {
         return e.compactMap { $0 as? String }.filter { $0.hasSuffix(suffix) }.map { dir + "/" + $0 }
     }
 
-    static func revisionIDs(_ job: String) -> [String] {
+    /// `backy status --json` of a job, oldest first. A failing `status` or
+    /// output that is not a JSON list fails the test (never an empty list
+    /// that would let a loop over the revisions pass doing nothing).
+    static func revisions(_ job: String, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
         let r = backy(["-b", job, "status", "--json"])
-        guard let arr = try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]] else { return [] }
-        return arr.compactMap { $0["uuid"] as? String }
+        XCTAssertEqual(r.code, 0, "status --json of \(job): \(r.stderr)", file: file, line: line)
+        guard let arr = try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]] else {
+            XCTFail("status --json of \(job) is not a JSON list: \(r.out.prefix(300))", file: file, line: line)
+            return []
+        }
+        return arr
     }
+
+    static func revisionIDs(_ job: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+        revisions(job, file: file, line: line).map { $0["uuid"] as! String }
+    }
+
+    /// The chunk ids of a native revision in image order (64 hex digits;
+    /// all zeros for a zero chunk), read from `<id>.map` as
+    /// docs/store-format.md describes it, without asking backy.
+    static func mapChunks(_ job: String, _ id: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+        guard let d = FileManager.default.contents(atPath: job + "/" + id + ".map"), d.count >= 64,
+              d.prefix(8) == Data("BACKYMAP".utf8) else {
+            XCTFail("no readable map for revision \(id) in \(job)", file: file, line: line)
+            return []
+        }
+        let b = [UInt8](d)
+        let count = (0..<8).reduce(0) { $0 | Int(b[24 + $1]) << (8 * $1) }
+        XCTAssertEqual(b.count, 64 + 32 * count, "map size", file: file, line: line)
+        return (0..<count).map { k in b[(64 + 32 * k)..<(64 + 32 * k + 32)].map { String(format: "%02x", $0) }.joined() }
+    }
+
+    /// A replayable generator for a test that draws random values (seed
+    /// printed; BACKY_TEST_SEED replays it).
+    static func rng(_ test: XCTestCase) -> XorShift { TestSeed.rng(test.name) }
 
     static var isRoot: Bool { getuid() == 0 }
 
