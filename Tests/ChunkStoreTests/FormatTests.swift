@@ -23,6 +23,8 @@ final class FormatTests: XCTestCase {
 
     /// Single-bit flips of a stored chunk file: every flip in the chunk
     /// header and in the zstd frame's magic and header descriptor is found,
+    /// each with the fault its place calls for (a header field's own check,
+    /// a zstd error or a hash mismatch — never "missing" or an I/O error),
     /// and no flip anywhere gives different content without an error. (A few
     /// bits of a zstd frame, like the window size, do not change what it
     /// decodes to; such a flip leaves the data intact and is not reported.)
@@ -48,18 +50,57 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(good[5], ChunkCodec.zstd.rawValue)
         XCTAssertNoThrow(try store.read(id, workspace: ws))
         var found = 0, intact = 0
+        var kinds: [String: Int] = [:]
         for bit in 0..<(good.count * 8) {
             var bad = good
             bad[bit / 8] ^= UInt8(1 << (bit % 8))
             try Data(bad).write(to: URL(fileURLWithPath: path))
-            guard let n = try? store.read(id, workspace: ws) else { found += 1; continue }
+            let n: Int
+            do {
+                n = try store.read(id, workspace: ws)
+            } catch let e as ChunkReadError {
+                XCTAssertEqual(e.id, id, "bit \(bit)")
+                let kind = Self.faultKind(e.fault)
+                kinds[String(kind.prefix { $0 != ":" }), default: 0] += 1
+                XCTAssertTrue(Self.expectedFaults(byte: bit / 8).contains(where: { kind.hasPrefix($0) || kind.contains($0) }),
+                              "bit \(bit) (byte \(bit / 8)): \(e.fault)")
+                found += 1
+                continue
+            } catch {
+                XCTFail("bit \(bit): not a ChunkReadError: \(error)")
+                continue
+            }
             XCTAssertGreaterThanOrEqual(bit, (ChunkHeader.size + 5) * 8, "flip of header bit \(bit) not found")
             XCTAssertEqual(n, data.count)
             XCTAssertEqual(memcmp(ws.data.baseAddress!, data, n), 0, "bit \(bit): different data without an error")
             intact += 1
         }
         XCTAssertGreaterThan(found, 9 * good.count * 8 / 10, "nearly every flip is found")
-        print("bit flips of a \(good.count)-byte chunk file: \(found) found, \(intact) left the data intact")
+        XCTAssertGreaterThan(kinds["hash mismatch", default: 0], 0, "some flips decode to other data: the hash check finds them")
+        print("bit flips of a \(good.count)-byte chunk file: \(found) found (\(kinds.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))), \(intact) left the data intact")
+    }
+
+    static func faultKind(_ f: ChunkFault) -> String {
+        switch f {
+        case .missing: return "missing"
+        case .truncated: return "truncated"
+        case .corrupt(let s): return "corrupt: " + s
+        case .hashMismatch: return "hash mismatch"
+        case .io: return "io"
+        }
+    }
+
+    /// The faults a flip in byte `b` of a zstd chunk file may give.
+    static func expectedFaults(byte b: Int) -> [String] {
+        switch b {
+        case 0..<4: return ["corrupt: bad magic"]
+        case 4: return ["corrupt: unknown chunk format version"]
+        case 5: return ["corrupt: unknown codec", "corrupt: raw chunk with payload"]
+        case 6, 7: return ["corrupt: reserved header bytes are not zero"]
+        case 8..<12: return ["exceeds the chunk size", "corrupt: decompressed ", "corrupt: zstd: "]  // uncompressed length
+        case 12..<16: return ["truncated", "trailing bytes"]                                       // payload length
+        default: return ["corrupt: zstd: ", "hash mismatch"]                                       // the zstd frame
+        }
     }
 
     func testChunkMapRoundTripAndChecksum() throws {

@@ -3,6 +3,7 @@
 // restore, verify, purge — and `backy upgrade` converts them, resumably;
 // a job may hold old and new revisions side by side.
 import Foundation
+import TestSupport
 import XCTest
 
 final class LegacyTests: XCTestCase {
@@ -74,13 +75,13 @@ final class LegacyTests: XCTestCase {
         XCTAssertEqual(bad.code, 1, bad.stderr)
         XCTAssertTrue(bad.stderr.contains("Error: bad chunk ad4098f5523e71cdf7b5bb6b5096e7d1"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: chunk), "quarantined")
-        var json = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+        var json = E2E.revisions(job)
         XCTAssertEqual(json.map { $0["trust"] as! String }, ["distrusted", "verified", "distrusted", "distrusted"], "revisions 1 and 4 use it")
         // Put it back (as a backup from the source would); verify trusts them again.
         try good.write(to: URL(fileURLWithPath: chunk))
         let v = E2E.backy(["-b", job, "verify"])
         XCTAssertEqual(v.code, 0, v.stderr)
-        json = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+        json = E2E.revisions(job)
         XCTAssertEqual(json.map { $0["trust"] as! String }, ["verified", "verified", "verified", "verified"])
         XCTAssertEqual(json.map { $0["backend_type"] as! String }, ["chunked", "chunked", "chunked", "chunked"])
     }
@@ -104,11 +105,11 @@ final class LegacyTests: XCTestCase {
     func testUpgradeThenRestoreAgainAndPurgeOldChunks() throws {
         for name in ["job-chunked", "job-shrink", "job-grow", "job-cowfile", "job-cowfile-legacy", "job-yaml311", "job-random"] {
             let job = copyJob(name)
-            let before = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+            let before = E2E.revisions(job)
             let up = E2E.backy(["-b", job, "upgrade"])
             XCTAssertEqual(up.code, 0, "\(name): \(up.stderr)")
             XCTAssertTrue(up.out.hasPrefix("Found \(before.count) revisions to upgrade.\nConverting "), up.out)
-            let after = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+            let after = E2E.revisions(job)
             XCTAssertEqual(after.map { $0["backend_type"] as! String }, after.map { _ in "chunked-sha256" }, name)
             for key in ["uuid", "timestamp", "trust", "tags", "parent", "duration", "bytes_written"] {
                 XCTAssertEqual(after.map { "\($0[key] ?? "")" }, before.map { "\($0[key] ?? "")" }, "\(name) keeps \(key)")
@@ -123,7 +124,7 @@ final class LegacyTests: XCTestCase {
     }
 
     func testKilledUpgradeResumes() throws {
-        var rng = SystemRandomNumberGenerator()
+        var rng = E2E.rng(self)
         var killed = 0
         for round in 0..<8 {
             let job = copyJob("job-chunked")
@@ -141,7 +142,7 @@ final class LegacyTests: XCTestCase {
             // ... and the next run finishes the job.
             let up = E2E.backy(["-b", job, "upgrade"])
             XCTAssertEqual(up.code, 0, up.stderr)
-            let after = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+            let after = E2E.revisions(job)
             XCTAssertEqual(Set(after.map { $0["backend_type"] as! String }), ["chunked-sha256"])
             XCTAssertEqual(after.count, 4)
             checkEveryRevision(job, "job-chunked", "after resuming in round \(round)")
@@ -159,7 +160,7 @@ final class LegacyTests: XCTestCase {
         try "filename: \(img)\ntype: file\n".write(toFile: job + "/config", atomically: true, encoding: .utf8)
         let b = E2E.backy(["-b", job, "backup", "daily"])
         XCTAssertEqual(b.code, 0, b.stderr)
-        let revs = try JSONSerialization.jsonObject(with: E2E.backy(["-b", job, "status", "--json"]).stdout) as! [[String: Any]]
+        let revs = E2E.revisions(job)
         XCTAssertEqual(revs.map { $0["backend_type"] as! String }, ["chunked", "chunked", "chunked", "chunked", "chunked-sha256"])
         XCTAssertEqual(restoreHash(job, "0").2, E2E.sha256(file: img))
         checkEveryRevision(job, "job-chunked", "beside a new revision")

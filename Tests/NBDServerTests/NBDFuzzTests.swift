@@ -7,16 +7,8 @@
 import ChunkStore
 import Foundation
 import NBDServer
+import TestSupport
 import XCTest
-
-struct XorShift: RandomNumberGenerator {
-    var s: UInt64
-    init(seed: UInt64) { s = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-    mutating func next() -> UInt64 {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17
-        return s
-    }
-}
 
 final class NBDFuzzTests: XCTestCase {
     let cs = 65536

@@ -11,7 +11,8 @@ import Glibc
 #endif
 
 /// An image held in memory with small chunks; some chunks are zero, some
-/// can be marked damaged. Records any read outside the image.
+/// can be marked damaged, and the next read of a chunk can be held until a
+/// test releases it. Records any read outside the image.
 final class MemoryImage: ImageReader, @unchecked Sendable {
     let bytes: [UInt8]
     let imageSize: UInt64
@@ -21,6 +22,7 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
     let damaged: Set<Int>
     let reads = Locked(0)
     let violations = Locked<[String]>([])
+    private let holds = Locked<[Int: DispatchSemaphore]>([:])
 
     init(size: Int, chunkSize: Int = 64 * 1024, zeroChunks: Set<Int> = [], damaged: Set<Int> = [], seed: UInt64 = 1) {
         var b = [UInt8](repeating: 0, count: size)
@@ -41,6 +43,14 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
         self.damaged = damaged
     }
 
+    /// The next read of chunk `i` waits until `gate` is signalled (at most
+    /// `limit` seconds, so a test that waits in vain fails instead of hanging).
+    func hold(_ i: Int, until gate: DispatchSemaphore, limit: Double = 5) {
+        holds.with { $0[i] = gate }
+        holdLimit = limit
+    }
+    private var holdLimit = 5.0
+
     func isZero(_ i: Int) -> Bool { zero.contains(i) }
     func chunkName(_ i: Int) -> String { "mem-\(i)" }
 
@@ -48,6 +58,11 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
         guard i >= 0 && i < chunkCount else {
             violations.with { $0.append("read of chunk \(i) of \(chunkCount)") }
             throw ChunkReadError(id: .zero, fault: .missing)
+        }
+        if let gate = holds.with({ $0.removeValue(forKey: i) }) {
+            if gate.wait(timeout: .now() + holdLimit) == .timedOut {
+                violations.with { $0.append("read of chunk \(i) was held \(holdLimit) s and never released") }
+            }
         }
         reads.with { $0 += 1 }
         if damaged.contains(i) {
