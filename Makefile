@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/backy
 RELEASE_BIN := .build/release/backy
 
-.PHONY: all deps build release demo test test-quick torture bench clean
+.PHONY: all deps build release demo test test-quick torture mutate mutate-check bench clean
 
 all: build
 
@@ -29,10 +29,26 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
-# The longer fault runs (hundreds of kills, 100,000 NBD fuzz cases).
+# The unit tests only (no end-to-end tests, no Ceph cluster): a minute.
+test-quick: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --skip EndToEndTests
+
+# The longer fault runs (hundreds of kills, 100,000 NBD fuzz cases). Fails
+# if any case fails; prints counted figures and seeds.
 torture: build
 	bench/torture
 	bench/nbd-fuzz
+
+# The mutation check (mutations/README.md): each deliberate break in
+# mutations/ applied to a scratch copy (.build-mutate/), the tests that must
+# catch it run; a table; fails if one survives. Slow (about an hour), not CI.
+mutate: deps
+	scripts/mutate
+
+# Only look up the mutations' code patterns in Sources/ (seconds).
+mutate-check:
+	scripts/mutate --check
 
 # Benchmarks (release build): backup/restore, NBD, mount and drill, scheduler, Ceph.
 bench: release
@@ -43,4 +59,4 @@ bench: release
 	bench/ceph
 
 clean:
-	rm -rf .build demo-work bench/work
+	rm -rf .build .build-mutate demo-work bench/work

@@ -102,9 +102,8 @@ final class CephTests: XCTestCase {
         let trust: String
     }
 
-    func revisions(_ job: String) -> [[String: Any]] {
-        let r = E2E.backy(["-b", job, "status", "--json"], env: CephTests.env)
-        return (try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]]) ?? []
+    func revisions(_ job: String, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        E2E.revisions(job, env: CephTests.env, file: file, line: line)
     }
 
     /// Runs `backy backup`, expects success, and takes a user snapshot
@@ -115,14 +114,16 @@ final class CephTests: XCTestCase {
                 file: StaticString = #filePath, line: UInt = #line) -> Backup {
         var e = CephTests.env
         for (k, v) in env { e[k] = v }
+        let before = Set(revisions(job, file: file, line: line).compactMap { $0["uuid"] as? String })
         let r = E2E.backy(["-b", job, "backup", "daily"], env: e)
         XCTAssertEqual(r.code, 0, r.stderr, file: file, line: line)
         for s in expect {
             XCTAssertTrue(r.stderr.contains(s), "log lacks '\(s)':\n\(r.stderr)", file: file, line: line)
         }
-        let revs = revisions(job)
-        guard let last = revs.last, let id = last["uuid"] as? String else {
-            XCTFail("no revision after backup: \(r.stderr)", file: file, line: line)
+        let revs = revisions(job, file: file, line: line)
+        XCTAssertEqual(revs.filter { !before.contains($0["uuid"] as? String ?? "") }.count, 1, "one new revision", file: file, line: line)
+        guard let last = revs.last, let id = last["uuid"] as? String, !before.contains(id) else {
+            XCTFail("no new revision after backup: \(r.stderr)", file: file, line: line)
             return Backup(id: "", checkSnapshot: "", log: r.stderr, stats: [:], trust: "")
         }
         let snap = "check-\(id)"
@@ -410,16 +411,23 @@ final class CephTests: XCTestCase {
         rbdOps(img, "corrupt:1:24", "write:0:4096:25")
         let b2 = backup(job, img, expect: ["Performing differential backup", "missed changes",
                                            "Marking revision", "distrusted"])
-        // Distrusted; the post-backup chunk verification (§5.1 step 8) may
-        // then mark it verified at rest, which says nothing about the source.
-        XCTAssertTrue(["distrusted", "verified"].contains(b2.trust), b2.trust)
-        XCTAssertEqual(stat(b2, "diff_mismatches") ?? 0 > 0, true)
+        // Distrusted by its source: the post-backup chunk verification
+        // (§5.1 step 8) leaves it alone, since its chunks being intact says
+        // nothing about the source.
+        XCTAssertEqual(b2.trust, "distrusted")
+        XCTAssertTrue(b2.log.contains("Found inconsistent revision(s)") == false, b2.log)
+        XCTAssertNotNil(b2.stats["distrust_reason"] as? String)
+        XCTAssertEqual(stat(b2, "diff_mismatches"), 1, "object 1 was changed behind librbd's back")
         XCTAssertEqual(stat(b2, "chunks_read"), 1)
         // The next run trusts no diff and reads everything again.
         let b3 = backup(job, img, expect: ["Full backup: distrusted parent", "Performing full backup"])
         XCTAssertEqual(b3.trust, "trusted")
         XCTAssertEqual(stat(b3, "chunks_read"), 3)
         XCTAssertNil(b3.stats["diff_mismatches"])
+        XCTAssertEqual(revisions(job).map { $0["trust"] as? String ?? "" }, ["trusted", "distrusted", "trusted"],
+                       "b2 stays distrusted; a verify of its chunks does not trust it again")
+        XCTAssertEqual(E2E.backy(["-b", job, "verify"], env: CephTests.env).code, 0)
+        XCTAssertEqual(revisions(job).map { $0["trust"] as? String ?? "" }, ["trusted", "distrusted", "trusted"])
         assertRestoresBitExact(job, img, [b3], dir: d)
         // b2 holds the parent's bytes where the diff lied: it is not bit-exact.
         let out = d + "/r2"

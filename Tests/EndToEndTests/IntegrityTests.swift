@@ -325,6 +325,71 @@ final class IntegrityTests: XCTestCase {
         print("purge beside backups: \(made.count) backups, \(purges.get) purges removed \(purged.get) chunks, \(restores.get) restores, \(failures.get.count) failures, \(missing) missing chunks, \(checked) revisions bit-exact at the end")
     }
 
+    /// A backup stopped (SIGSTOP) after it pinned chunks it found in the
+    /// store — garbage of a forgotten revision: purge keeps exactly those
+    /// chunks, and the backup, continued, completes bit-exact.
+    func testPurgeKeepsChunksPinnedByAStoppedBackup() throws {
+        let d = E2E.tempDir(self)
+        let (img, job) = makeJob(d, mib: 120, seed: 31)
+        XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
+        let first = E2E.revisionIDs(job)
+        XCTAssertEqual(first.count, 1)
+        XCTAssertEqual(E2E.backy(["-b", job, "forget", "-r", first[0]]).code, 0)
+        let garbage = Set(chunkFiles(job).map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension })
+        XCTAssertEqual(garbage.count, 30, "every chunk is garbage now")
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: E2E.binary)
+        p.arguments = ["-b", job, "backup", "daily"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["BACKY_THREADS": "1"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        // Stop it once its pin file names a chunk, outside the gate (a
+        // session holds the gate shared only while it pins).
+        let pins = job + "/.pins"
+        func pinned() -> [String] {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: pins)) ?? []).filter { $0.hasSuffix(".pin") }
+            return files.flatMap { f -> [String] in
+                let b = [UInt8]((FileManager.default.contents(atPath: pins + "/" + f)) ?? Data())
+                return stride(from: 0, to: b.count / 32 * 32, by: 32).map { k in b[k..<(k + 32)].map { String(format: "%02x", $0) }.joined() }
+            }
+        }
+        var stopped = false
+        XCTAssertTrue(waitUntil(timeout: 30, poll: 0.002) {
+            guard p.isRunning, pinned().count >= 3 else { return false }
+            kill(p.processIdentifier, SIGSTOP)
+            let fd = open(pins + "/gate", O_RDWR)
+            defer { close(fd) }
+            if fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                flock(fd, LOCK_UN)
+                stopped = true
+                return true
+            }
+            kill(p.processIdentifier, SIGCONT)
+            return false
+        }, "the backup pinned chunks")
+        XCTAssertTrue(stopped)
+        let held = Set(pinned()).intersection(garbage)
+        XCTAssertFalse(held.isEmpty, "the stopped backup relies on chunks that were garbage")
+
+        let purge = E2E.backy(["-b", job, "purge"])
+        XCTAssertEqual(purge.code, 0, purge.stderr)
+        let left = Set(chunkFiles(job).map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension })
+        XCTAssertEqual(held.subtracting(left), [], "purge removed chunks a running backup pinned")
+        XCTAssertEqual(purge.out, "Purging: \(garbage.count - garbage.intersection(left).count) chunks\n")
+
+        kill(p.processIdentifier, SIGCONT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "the continued backup completes")
+        let r = E2E.backy(["-b", job, "restore", "-"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(E2E.sha256(r.stdout), E2E.sha256(file: img))
+        XCTAssertEqual(E2E.backy(["-b", job, "verify", "--sample", "100"]).code, 0)
+        print("purge beside a stopped backup: \(held.count) pinned garbage chunks kept, \(garbage.count - held.count) others free to go")
+    }
+
     /// kill -9 of purge and verify at random moments never hurts a revision.
     func testKill9DuringPurgeAndVerify() throws {
         let d = E2E.tempDir(self)

@@ -78,13 +78,6 @@ final class NBDTests: XCTestCase {
         var size: UInt64
     }
 
-    func tool(_ name: String) throws -> String {
-        for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: d + "/" + name) {
-            return d + "/" + name
-        }
-        throw E2E.unavailable("\(name) is not installed (scripts/install-deps)")
-    }
-
     func makeFixture() throws -> Fixture {
         let dir = E2E.tempDir(self, "nbd")
         let img = dir + "/disk.img"
@@ -103,7 +96,6 @@ final class NBDTests: XCTestCase {
         // Second revision: chunk 3 zeroed, chunk 9 gets data.
         E2E.write(img, [UInt8](repeating: 0, count: Self.chunk), at: UInt64(3 * Self.chunk))
         E2E.write(img, E2E.randomBytes(Self.mib, seed: 7), at: UInt64(9 * Self.chunk + 100))
-        sleep(1)
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "weekly,monthly"]).code, 0)
         let revs = E2E.revisionIDs(job)
         XCTAssertEqual(revs.count, 2)
@@ -122,7 +114,7 @@ final class NBDTests: XCTestCase {
     // MARK: tests
 
     func testListInfoAndMap() throws {
-        let nbdinfo = try tool("nbdinfo")
+        let nbdinfo = try E2E.tool("nbdinfo")
         let f = try makeFixture()
         let s = try NBDServerProcess(job: f.job, test: self)
         let list = E2E.run(nbdinfo, ["--list", s.url])
@@ -177,8 +169,8 @@ final class NBDTests: XCTestCase {
     }
 
     func testCopyEveryRevisionBitExactAndQemuCompare() throws {
-        let nbdcopy = try tool("nbdcopy")
-        let qemuImg = try tool("qemu-img")
+        let nbdcopy = try E2E.tool("nbdcopy")
+        let qemuImg = try E2E.tool("qemu-img")
         let f = try makeFixture()
         let s = try NBDServerProcess(job: f.job, test: self)
         let names = [[f.revs[0], "1", "daily"], [f.revs[1], "0", "latest", "weekly"]]
@@ -202,7 +194,7 @@ final class NBDTests: XCTestCase {
     }
 
     func testFourClientsAtOnce() throws {
-        let nbdcopy = try tool("nbdcopy")
+        let nbdcopy = try E2E.tool("nbdcopy")
         let f = try makeFixture()
         let s = try NBDServerProcess(job: f.job, test: self)
         var procs: [(Process, String, Int)] = []
@@ -227,10 +219,10 @@ final class NBDTests: XCTestCase {
     }
 
     func testSingleFileRestoreFromExt4ThroughNbdfuse() throws {
-        let mkfs = try tool("mkfs.ext4")
-        let debugfs = try tool("debugfs")
-        let nbdfuse = try tool("nbdfuse")
-        let fusermount = try tool("fusermount3")
+        let mkfs = try E2E.tool("mkfs.ext4")
+        let debugfs = try E2E.tool("debugfs")
+        let nbdfuse = try E2E.tool("nbdfuse")
+        let fusermount = try E2E.tool("fusermount3")
         guard FileManager.default.fileExists(atPath: "/dev/fuse") else { throw E2E.unavailable("no /dev/fuse") }
         let dir = E2E.tempDir(self, "nbd-ext4")
         let content = dir + "/content"
@@ -314,7 +306,7 @@ final class NBDTests: XCTestCase {
         XCTAssertEqual(s.stop(), 0)
         XCTAssertEqual(snapshot(), before, "the job directory is unchanged")
         XCTAssertEqual(E2E.files(in: f.dir, suffix: "").filter { $0.contains("backy-nbd-overlay") }, [], "overlay files are unlinked")
-        let nbdcopy = try tool("nbdcopy")
+        let nbdcopy = try E2E.tool("nbdcopy")
         let s2 = try NBDServerProcess(job: f.job, test: self)
         let out = f.dir + "/after.img"
         XCTAssertEqual(E2E.run(nbdcopy, [s2.url + "/" + f.revs[0], out]).code, 0)

@@ -32,7 +32,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertTrue(s.wait(timeout: 30) { s.revisions("alpha").count < s.createdRevisions("alpha") },
                       "revisions expired: \(s.revisions("alpha").count) of \(s.createdRevisions("alpha"))")
         XCTAssertTrue(s.logText.contains("alpha: Removing revision "), s.logText)
-        XCTAssertLessThanOrEqual(s.revisions("alpha").count, 5)
+        XCTAssertGreaterThanOrEqual(s.revisions("alpha").count, 2, "keep 2")
 
         // The missing source fails and backs off 120 s; `jobs` shows it.
         XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("gamma: retrying in 120 seconds") }, s.logText)
@@ -65,6 +65,25 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertTrue(s.wait(timeout: 30) { s.revisions("delta").count >= 1 }, "the added job is backed up; log:\n\(s.logText)")
         XCTAssertTrue(s.logText.contains("Reloaded \(s.config): 4 jobs (1 added, 0 changed, 0 removed)"), s.logText)
         XCTAssertTrue(s.console("jobs").contains("4 jobs shown"))
+
+        // Expiry keeps exactly the `keep` newest revisions once all are older
+        // than keep × interval: alpha's source goes away, and a run started
+        // after its newest revision is 7 s old fails and expires.
+        try FileManager.default.moveItem(atPath: s.dir + "/images/alpha.img", toPath: s.dir + "/images/alpha.gone")
+        XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("alpha: retrying in 120 seconds") }, s.logText)
+        let made = s.completedRevisions("alpha")
+        XCTAssertGreaterThanOrEqual(made.count, 5)
+        let newest = try XCTUnwrap(E2E.revisions(s.base + "/alpha").last?["timestamp"] as? String)
+        let newestDate = try XCTUnwrap(Self.parseTimestamp(newest), newest)
+        XCTAssertTrue(s.wait(timeout: 30) { Date().timeIntervalSince(newestDate) > 7 })
+        XCTAssertEqual(s.console("run alpha").trimmingCharacters(in: .whitespacesAndNewlines), "Triggered immediate run for alpha")
+        XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("alpha: retrying in 240 seconds") }, s.logText)
+        XCTAssertEqual(s.completedRevisions("alpha"), made, "no backup succeeded meanwhile")
+        XCTAssertEqual(s.revisions("alpha"), Array(made.suffix(2)), "exactly the 2 newest revisions are kept")
+        for line in s.logText.split(separator: "\n") where line.contains("alpha: Removing revision ") {
+            let id = String(line.split(separator: " ").drop { $0 != "revision" }.dropFirst().first ?? "")
+            XCTAssertTrue(made.dropLast(2).contains(id), "removed \(id) was one of the older revisions")
+        }
 
         // A clean stop.
         XCTAssertEqual(s.stop(), 0)
@@ -101,8 +120,10 @@ final class SchedulerEndToEndTests: XCTestCase {
         // Exit code 0 but no revision: counted as a failure, no hot loop.
         XCTAssertTrue(s.wait(timeout: 30) { s.logText.contains("fake: retrying in 120 seconds") }, s.logText)
         XCTAssertTrue(s.logText.contains("fake: backup exited 0 but left no new complete revision tagged [short]; counting it as failed"))
-        sleep(3)
-        XCTAssertEqual(s.logText.components(separatedBy: "fake: running backup").count - 1, 1, "one run only, then backoff")
+        // Not a wait for a state: a window in which a second run must not
+        // start (the 2 s schedule would start one).
+        XCTAssertFalse(s.wait(timeout: 3) { s.logText.components(separatedBy: "fake: running backup").count - 1 > 1 },
+                       "one run only, then backoff")
 
         // A running child is signalled and waited for on SIGTERM.
         _ = FileManager.default.createFile(atPath: s.dir + "/slow", contents: nil)
@@ -191,6 +212,18 @@ final class SchedulerEndToEndTests: XCTestCase {
         r = E2E.backy(["scheduler", "-c", s.config])
         XCTAssertEqual(r.code, 1)
         XCTAssertEqual(r.stderr, "Error: \(s.config): global.base-dir: \(s.base) does not exist (create it first)\n")
+    }
+
+    /// A revision timestamp as `status --json` prints it
+    /// (`2026-11-25T10:22:51.123456Z`).
+    static func parseTimestamp(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+        guard s.hasSuffix("Z"), let whole = f.date(from: String(s.prefix(19))) else { return nil }
+        let fraction = Double("0" + s.dropFirst(19).dropLast()) ?? 0
+        return whole.addingTimeInterval(fraction)
     }
 
     func isLocked(_ path: String) -> Bool {

@@ -83,23 +83,27 @@ final class SchedulerConsoleEndToEndTests: XCTestCase {
     }
 
     func testConsoleWithNetcatAndTelnet() throws {
+        let nc = try E2E.tool("nc"), telnet = try E2E.tool("telnet")
         let s = SchedulerHarness(self, schedules: Self.daily)
         s.addJob("test01", schedule: "slow")
         s.start()
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/nc") {
-            let r = E2E.run("/bin/sh", ["-c", "printf 'jobs\\nstatus\\n' | nc -N 127.0.0.1 \(s.port)"], timeout: 30)
-            XCTAssertEqual(r.code, 0, r.stderr)
-            XCTAssertTrue(r.out.hasPrefix("backy "), r.out)
-            XCTAssertTrue(r.out.contains("1 jobs shown\r\n"), r.out)
-            XCTAssertTrue(r.out.contains("| waiting for deadline | 1 |"), r.out)
-        }
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/telnet") {
-            let script = "(sleep 1; echo 'jobs test'; sleep 1; echo 'run test01; quit'; sleep 1) | telnet 127.0.0.1 \(s.port)"
-            let r = E2E.run("/bin/sh", ["-c", script], timeout: 30)
-            XCTAssertTrue(r.out.contains("1 jobs shown"), r.out + r.stderr)
-            XCTAssertTrue(r.out.contains("Triggered immediate run for test01"), r.out)
-            XCTAssertTrue(r.out.contains("Goodbye."), r.out)
-        }
+        let r = E2E.run("/bin/sh", ["-c", "printf 'jobs\\nstatus\\n' | \(nc) -N 127.0.0.1 \(s.port)"], timeout: 30)
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.hasPrefix("backy "), r.out)
+        XCTAssertTrue(r.out.contains("1 jobs shown\r\n"), r.out)
+        XCTAssertTrue(r.out.contains("| waiting for deadline | 1 |"), r.out)
+
+        // telnet, typed to: each line goes once the answer to the one before
+        // (and the next prompt) is there.
+        let t = try Interactive(telnet, ["127.0.0.1", String(s.port)], test: self)
+        XCTAssertTrue(t.waitFor("backy> "), t.output)
+        t.type("jobs test")
+        XCTAssertTrue(t.waitFor("1 jobs shown"), t.output)
+        XCTAssertTrue(t.waitFor("backy> ", count: 2), t.output)
+        t.type("run test01; quit")
+        XCTAssertTrue(t.waitFor("Goodbye."), t.output)
+        XCTAssertTrue(t.output.contains("Triggered immediate run for test01"), t.output)
+        XCTAssertEqual(t.finish(), 0, "telnet ends when the console closes the connection: \(t.output)")
         XCTAssertEqual(s.stop(), 0)
     }
 }

@@ -2,6 +2,7 @@
 // configuration, talks to its telnet console over TCP, and waits for things to
 // happen in the job directories.
 import Foundation
+import TestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -117,7 +118,7 @@ final class SchedulerHarness {
         let img = image ?? "images/\(name).img"
         if image == nil {
             try? FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-            E2E.write(dir + "/" + img, E2E.randomBytes(size, seed: UInt64(truncatingIfNeeded: name.hashValue)), at: 0)
+            E2E.write(dir + "/" + img, E2E.randomBytes(size, seed: name.utf8.reduce(5381) { $0 &* 33 &+ UInt64($1) }), at: 0)
         }
         jobsYAML.append("  \(name):\n    schedule: \(schedule)\n    source: {type: file, filename: \(img)}")
     }
@@ -195,16 +196,9 @@ final class SchedulerHarness {
         }
     }
 
-    /// Polls `condition` every 100 ms until it holds or `timeout` passes.
+    /// Polls `condition` until it holds or `timeout` passes.
     @discardableResult
-    func wait(timeout: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(100_000)
-        }
-        return condition()
-    }
+    func wait(timeout: Double, _ condition: () -> Bool) -> Bool { E2E.wait(timeout: timeout, condition) }
 
     /// Complete revisions of a job (ids).
     func revisions(_ job: String) -> [String] {
@@ -215,6 +209,16 @@ final class SchedulerHarness {
     /// How many revisions the job's backups have created so far.
     func createdRevisions(_ job: String) -> Int {
         jobLog(job).components(separatedBy: "\n").filter { $0.contains(" New revision ") }.count
+    }
+
+    /// Ids of the revisions the job's backups completed, oldest first.
+    func completedRevisions(_ job: String) -> [String] {
+        jobLog(job).components(separatedBy: "\n").compactMap { line -> String? in
+            guard let r = line.range(of: " Backup ") else { return nil }
+            let rest = line[r.upperBound...]
+            guard let sp = rest.firstIndex(of: " "), rest[sp...].hasPrefix(" complete: ") else { return nil }
+            return String(rest[..<sp])
+        }
     }
 
     /// The `jobs` table row of a job.

@@ -15,20 +15,55 @@ struct RunResult {
     var out: String { String(decoding: stdout, as: UTF8.self) }
 }
 
+/// An interactive program driven like a person at a terminal: a line is
+/// typed when the output shows what it waits for (no sleeps for pacing).
+final class Interactive {
+    let process = Process()
+    private let input = Pipe()
+    private let outPath: String
+
+    init(_ exe: String, _ args: [String], test: XCTestCase) throws {
+        outPath = NSTemporaryDirectory() + "/backy-interactive-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        let out = try XCTUnwrap(FileHandle(forWritingAtPath: outPath))
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = args
+        process.standardInput = input
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        try out.close()
+        test.addTeardownBlock { [self] in
+            if process.isRunning { process.terminate(); process.waitUntilExit() }
+            try? FileManager.default.removeItem(atPath: outPath)
+        }
+    }
+
+    /// Everything it printed so far (stdout and stderr).
+    var output: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until `text` appears `count` times in the output.
+    func waitFor(_ text: String, count: Int = 1, timeout: Double = 20) -> Bool {
+        E2E.wait(timeout: timeout) { output.components(separatedBy: text).count - 1 >= count }
+    }
+
+    func type(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
+
+    /// Waits for it to end by itself (stdin stays open); its exit status,
+    /// or nil if it was still running after `timeout`.
+    func finish(timeout: Double = 20) -> Int32? {
+        guard E2E.wait(timeout: timeout, { !process.isRunning }) else { return nil }
+        process.waitUntilExit()
+        try? input.fileHandleForWriting.close()
+        return process.terminationStatus
+    }
+}
+
 enum E2E {
     /// The backy binary: $BACKY_BIN, or next to the test bundle.
     static var binary: String {
-        if let b = ProcessInfo.processInfo.environment["BACKY_BIN"] { return b }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let cand = dir.appendingPathComponent("backy").path
-            if FileManager.default.isExecutableFile(atPath: cand) { return cand }
-            dir = dir.deletingLastPathComponent()
-        }
-        for cand in [".build/debug/backy", ".build/release/backy"] where FileManager.default.isExecutableFile(atPath: cand) {
-            return FileManager.default.currentDirectoryPath + "/" + cand
-        }
-        fatalError("backy binary not found; set BACKY_BIN")
+        guard let b = BackyBinary.path else { fatalError("backy binary not found; set BACKY_BIN") }
+        return b
     }
 
     /// Runs a program; stdout goes to a temp file (it may be large).
@@ -138,8 +173,8 @@ enum E2E {
     /// `backy status --json` of a job, oldest first. A failing `status` or
     /// output that is not a JSON list fails the test (never an empty list
     /// that would let a loop over the revisions pass doing nothing).
-    static func revisions(_ job: String, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
-        let r = backy(["-b", job, "status", "--json"])
+    static func revisions(_ job: String, env: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        let r = backy(["-b", job, "status", "--json"], env: env)
         XCTAssertEqual(r.code, 0, "status --json of \(job): \(r.stderr)", file: file, line: line)
         guard let arr = try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]] else {
             XCTFail("status --json of \(job) is not a JSON list: \(r.out.prefix(300))", file: file, line: line)
@@ -183,22 +218,20 @@ enum E2E {
 
     struct Unavailable: Error, CustomStringConvertible { let description: String }
 
-    /// A TCP port on 127.0.0.1 that nobody listens on right now.
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                _ = bind(fd, $0, len)
-                _ = getsockname(fd, $0, &len)
-            }
+    /// The path of an installed tool; a missing one fails the test
+    /// (`unavailable`), never skips it quietly.
+    static func tool(_ name: String) throws -> String {
+        for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: d + "/" + name) {
+            return d + "/" + name
         }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        throw unavailable("\(name) is not installed (scripts/install-deps)")
     }
+
+    /// Polls `condition` until it holds or `timeout` passes.
+    @discardableResult
+    static func wait(timeout: Double, _ condition: () -> Bool) -> Bool { waitUntil(timeout: timeout, condition) }
+
+    /// A TCP port on 127.0.0.1 that nobody listens on right now.
+    static func freePort() -> Int { freeTCPPort() }
 
 }

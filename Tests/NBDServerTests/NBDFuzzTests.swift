@@ -1,9 +1,11 @@
 // NBDFuzzTests: random and mutated handshakes and requests against the
-// server in this process. The server must never crash or hang, every
-// well-formed request must get a well-formed and correct reply, and no
-// chunk outside an export may ever be read. BACKY_NBD_FUZZ sets the number
-// of cases (default 3000; bench/nbd-fuzz runs 100,000), BACKY_NBD_FUZZ_SEED
-// the seed (default fixed, so CI is reproducible).
+// server in this process, and against the `backy nbd-server` binary serving
+// a real job with the same two images (tags "a" and "b"; b's chunk file
+// damaged). The server must never crash or hang, every well-formed request
+// must get a well-formed and correct reply, and no chunk outside an export
+// may ever be read. BACKY_NBD_FUZZ sets the number of cases (default 3000,
+// a fifth of that against the binary; bench/nbd-fuzz runs 100,000),
+// BACKY_NBD_FUZZ_SEED the seed (default fixed, so CI is reproducible).
 import ChunkStore
 import Foundation
 import NBDServer
@@ -16,6 +18,9 @@ final class NBDFuzzTests: XCTestCase {
     lazy var imgB = MemoryImage(size: 6 * cs, zeroChunks: [0], damaged: [4], seed: 12)
     lazy var exports = MemoryExports([("a", imgA), ("b", imgB)])
     var rng = XorShift(seed: 1)
+    /// Fuzzing the binary: b is one damaged 4 MiB backy chunk, not imgB's
+    /// small chunks.
+    var binaryMode = false
 
     static var cases: Int {
         Int(ProcessInfo.processInfo.environment["BACKY_NBD_FUZZ"] ?? "") ?? 3000
@@ -135,7 +140,7 @@ final class NBDFuzzTests: XCTestCase {
                     XCTAssertEqual(rep.error, NBD.EINVAL)
                 } else {
                     let first = Int(off) / cs, last = len == 0 ? first : (Int(off) + Int(len) - 1) / cs
-                    let damaged = len > 0 && (first...last).contains { img.damaged.contains($0) }
+                    let damaged = len > 0 && (binaryMode ? img === imgB : (first...last).contains { img.damaged.contains($0) })
                     if damaged {
                         XCTAssertEqual(rep.error, NBD.EIO)
                     } else {
@@ -167,14 +172,15 @@ final class NBDFuzzTests: XCTestCase {
         if chance(0.5) { c.request(NBD.cmdDisc, handle: 0, offset: 0, length: 0) }
     }
 
-    func testFuzzHandshakesAndRequests() throws {
+    /// Runs `cases` fuzz cases against the server on `port`; returns the
+    /// connections it did not finish.
+    func fuzz(port: Int, cases: Int, what: String) throws -> Int {
         // A fixed seed in CI (reproducible); bench/nbd-fuzz passes a new one.
         let seed = UInt64(ProcessInfo.processInfo.environment["BACKY_NBD_FUZZ_SEED"] ?? "") ?? 20_261_125
         rng = XorShift(seed: seed)
-        print("NBD fuzz: \(Self.cases) cases, seed \(seed)")
-        let (server, port) = try TestServer.start(self, exports) { $0.cacheChunks = 4 }
+        print("NBD fuzz of \(what): \(cases) cases, seed \(seed) (replay with BACKY_NBD_FUZZ_SEED=\(seed))")
         var hangs = 0
-        for i in 0..<Self.cases {
+        for i in 0..<cases {
             switch i % 4 {
             case 0:
                 // Pure garbage, sometimes after valid client flags.
@@ -199,13 +205,78 @@ final class NBDFuzzTests: XCTestCase {
             }
             if testRun?.failureCount ?? 0 > 20 { break }
         }
+        return hangs
+    }
+
+    func testFuzzHandshakesAndRequests() throws {
+        let (server, port) = try TestServer.start(self, exports) { $0.cacheChunks = 4 }
+        let hangs = try fuzz(port: port, cases: Self.cases, what: "the server library")
         XCTAssertEqual(hangs, 0, "connections the server did not finish")
         XCTAssertEqual(imgA.violations.get + imgB.violations.get, [], "reads outside an export")
         // Every connection ends and releases its export.
-        let deadline = Date().addingTimeInterval(10)
-        while server.connectionCount > 0 && Date() < deadline { usleep(10_000) }
-        XCTAssertEqual(server.connectionCount, 0)
+        XCTAssertTrue(waitUntil(timeout: 10) { server.connectionCount == 0 }, "connections left: \(server.connectionCount)")
         XCTAssertEqual(exports.opened.get, exports.closed.get)
         print("NBD fuzz: done, \(imgA.reads.get + imgB.reads.get) chunk reads")
+    }
+
+    /// The same cases against `backy nbd-server`: a job with a revision of
+    /// imgA's bytes (tag "a") and one of imgB's (tag "b", so also "latest"),
+    /// whose chunk file is then damaged.
+    func testFuzzTheNBDServerBinary() throws {
+        binaryMode = true
+        let backy = try XCTUnwrap(BackyBinary.path, "the backy binary (swift build --build-tests builds it)")
+        let dir = NSTemporaryDirectory() + "/backy-nbd-fuzz-\(UUID().uuidString.prefix(8))"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let img = dir + "/disk.img", job = dir + "/job"
+        func run(_ args: [String]) throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: backy)
+            p.arguments = ["-b", job] + args
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "backy \(args)")
+        }
+        try Data(imgA.bytes).write(to: URL(fileURLWithPath: img))
+        try run(["init", "file", img])
+        try run(["backup", "a"])
+        try Data(imgB.bytes).write(to: URL(fileURLWithPath: img))
+        try run(["backup", "b"])
+        // Damage b's one chunk file (its bytes are random: stored raw).
+        let maps = try FileManager.default.contentsOfDirectory(atPath: job).filter { $0.hasSuffix(".map") }
+        XCTAssertEqual(maps.count, 2)
+        let chunks = try FileManager.default.subpathsOfDirectory(atPath: job + "/chunks").filter { $0.hasSuffix(".chunk") && !$0.hasPrefix(".tmp") }
+        XCTAssertEqual(chunks.count, 2)
+        let bID = imgB.bytes.withUnsafeBytes { ChunkHash.sha256($0) }.hex
+        let victim = try XCTUnwrap(chunks.first { $0.hasSuffix(bID + ".chunk") }, "b's chunk \(bID) in \(chunks)")
+        chmod(job + "/chunks/" + victim, 0o644)
+        let fh = try XCTUnwrap(FileHandle(forUpdatingAtPath: job + "/chunks/" + victim))
+        try fh.seek(toOffset: 1000)
+        let byte = try XCTUnwrap(fh.readData(ofLength: 1).first)
+        try fh.seek(toOffset: 1000)
+        fh.write(Data([byte ^ 0x20]))
+        try fh.close()
+
+        let port = freeTCPPort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: backy)
+        server.arguments = ["-b", job, "nbd-server", "-H", "127.0.0.1", "-p", String(port)]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        addTeardownBlock { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        XCTAssertTrue(waitUntil(timeout: 20) { !server.isRunning || RawClient(port: port) != nil }, "nbd-server answers")
+        XCTAssertTrue(server.isRunning, "nbd-server runs (port \(port) taken?)")
+        let cases = Int(ProcessInfo.processInfo.environment["BACKY_NBD_FUZZ_BINARY"] ?? "") ?? max(1, Self.cases / 5)
+        let hangs = try fuzz(port: port, cases: cases, what: "backy nbd-server")
+        XCTAssertEqual(hangs, 0, "connections the server did not finish")
+        XCTAssertTrue(server.isRunning, "the server survived")
+        server.terminate()
+        server.waitUntilExit()
+        XCTAssertEqual(server.terminationStatus, 0, "SIGTERM stops it cleanly")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job + "/.pins"), ["gate"], "no pins left")
+        print("NBD fuzz of backy nbd-server: done")
     }
 }
