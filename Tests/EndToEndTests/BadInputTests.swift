@@ -81,7 +81,7 @@ final class BadInputTests: XCTestCase {
         // against the image's own slice): a restore must name exactly it.
         let victim = chunks[1]
         let name = (victim as NSString).lastPathComponent.replacingOccurrences(of: ".chunk", with: "")
-        let map = E2E.mapChunks(job, E2E.revisionIDs(job)[0])
+        let map = E2E.mapChunks(job, try XCTUnwrap(E2E.revisionIDs(job).first))
         XCTAssertEqual(map.count, 3)
         let k = try XCTUnwrap(map.firstIndex(of: name), "chunk \(name) in the map")
         XCTAssertEqual(map.filter { $0 == name }.count, 1)

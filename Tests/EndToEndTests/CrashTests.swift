@@ -103,7 +103,7 @@ final class CrashTests: XCTestCase {
         E2E.write(img, E2E.randomBytes(10 * mib4, seed: 21), at: 0)
         XCTAssertEqual(E2E.backy(["-b", job, "init", "file", img]).code, 0)
         XCTAssertEqual(E2E.backy(["-b", job, "backup", "daily"]).code, 0)
-        var expected: [String: String] = [E2E.revisionIDs(job)[0]: E2E.sha256(file: img)]
+        var expected: [String: String] = [try XCTUnwrap(E2E.revisionIDs(job).first): E2E.sha256(file: img)]
 
         // A spec that names no point is one error line, exit 2, nothing done.
         let bad = E2E.backy(["-b", job, "backup", "daily"], env: ["BACKY_CRASH_AT": "map-written:0"])
