@@ -1,7 +1,9 @@
 // IntegrityTests: distrust, verify, quarantine and healing, best-effort
 // restore, forget, and the fault suite: injected bit flips, truncations and
-// deletions; purge looping beside backups and restores; kill -9 of purge
-// and verify. Counts grow with BACKY_TORTURE=1 (bench/torture).
+// deletions; purge beside a stopped backup and looping beside backups and
+// restores; kill -9 of purge and verify. Random choices print their seed
+// (BACKY_TEST_SEED replays them). Counts grow with BACKY_TORTURE=1
+// (bench/torture).
 import Foundation
 import TestSupport
 import XCTest
@@ -389,7 +391,7 @@ final class IntegrityTests: XCTestCase {
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertEqual(E2E.sha256(r.stdout), E2E.sha256(file: img))
         XCTAssertEqual(E2E.backy(["-b", job, "verify", "--sample", "100"]).code, 0)
-        print("purge beside a stopped backup: \(held.count) pinned garbage chunks kept, \(garbage.count - held.count) others free to go")
+        print("purge beside a stopped backup: \(held.intersection(left).count) of \(held.count) pinned garbage chunks kept, \(garbage.subtracting(left).count) others removed")
     }
 
     /// kill -9 of purge and verify at random moments never hurts a revision.
