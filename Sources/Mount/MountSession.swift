@@ -62,7 +62,12 @@ public final class MountSession {
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw BackyError.posix("cannot create a temporary directory in \(base)")
         }
-        return String(cString: p)
+        // The kernel names mount points canonically (no "//", no symbolic
+        // links): so must we, or the mount is never seen in mountinfo.
+        let made = String(cString: p)
+        guard let real = realpath(made, nil) else { return made }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     public func rawName(_ v: Volume) -> String { v.name == "disk" ? "disk.raw" : v.name + ".raw" }

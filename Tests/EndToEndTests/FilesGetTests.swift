@@ -12,14 +12,37 @@ import Glibc
 final class FilesGetTests: XCTestCase {
     let deep = (0..<12).map { "level\($0)" }.joined(separator: "/")
 
+    /// Each test gets its own TMPDIR, so that its private mounts are told
+    /// apart from those of anything else on the machine (another test run,
+    /// a leftover of a killed one).
+    var tmp = ""
+    var savedTMPDIR: String?
+
+    override func setUp() {
+        super.setUp()
+        savedTMPDIR = ProcessInfo.processInfo.environment["TMPDIR"]
+        var base = NSTemporaryDirectory()
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/files-get-tmp.XXXXXX").utf8CString)
+        tmp = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        // With a trailing slash, as many shells set it: backy must still
+        // find its private mount under the kernel's canonical name.
+        setenv("TMPDIR", tmp + "/", 1)
+    }
+
+    override func tearDown() {
+        if let savedTMPDIR { setenv("TMPDIR", savedTMPDIR, 1) } else { unsetenv("TMPDIR") }
+        try? FileManager.default.removeItem(atPath: tmp)
+        super.tearDown()
+    }
+
     func assertNothingLeft(_ job: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(MountFixture.pins(job), [], "pins", file: file, line: line)
-        let tmp = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
         let left = ((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).filter { $0.hasPrefix("backy-mount.") }
         XCTAssertEqual(left, [], "private mount directories", file: file, line: line)
         XCTAssertEqual(MountFixture.processes(mentioning: tmp + "/backy-mount."), [], file: file, line: line)
         let info = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        XCTAssertFalse(info.contains("/backy-mount."), info, file: file, line: line)
+        XCTAssertFalse(info.contains(tmp + "/backy-mount."), info, file: file, line: line)
     }
 
     func testFilesAndGetOnGPT() throws {
@@ -161,12 +184,12 @@ final class FilesGetTests: XCTestCase {
         kill(get.processIdentifier, SIGKILL)
         get.waitUntilExit()
         XCTAssertTrue(MountFixture.eventually(15) {
-            !((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains("backy-mount.")
+            !((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(self.tmp + "/backy-mount.")
         }, "the private mount is gone")
         XCTAssertTrue(MountFixture.eventually(15) {
             MountFixture.processes(mentioning: "get /file-5242883").isEmpty
-                && MountFixture.processes(mentioning: "/backy-mount.").isEmpty
-        }, "\(MountFixture.processes(mentioning: "get /file-5242883")) \(MountFixture.processes(mentioning: "/backy-mount."))")
+                && MountFixture.processes(mentioning: self.tmp + "/backy-mount.").isEmpty
+        }, "\(MountFixture.processes(mentioning: "get /file-5242883")) \(MountFixture.processes(mentioning: self.tmp + "/backy-mount."))")
         XCTAssertEqual(E2E.backy(["-b", job, "purge"]).code, 0)
         assertNothingLeft(job)
     }
