@@ -1,5 +1,6 @@
 // BackyLog: swift-log handlers for backy's logs. With `-l FILE`: lines
-// "YYYY-MM-DD HH:MM:SS [pid] LEVEL message" in UTC, appended, and the file
+// "YYYY-MM-DD HH:MM:SS+00:00 [pid] LEVEL message" (UTC, the zone written
+// out), appended, and the file
 // reopened when logrotate moves it. Without: bare messages on stderr, so
 // that `restore -` output on stdout is never mixed with log lines.
 import Foundation
@@ -105,11 +106,11 @@ public struct BackyLogHandler: LogHandler {
         if !all.isEmpty {
             text += " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
-        let line = "\(Timestamp.formatSeconds(Date())) [\(getpid())] \(BackyLogHandler.levelName(level)) \(text)"
+        let line = "\(Timestamp.formatSeconds(Date()))+00:00 [\(getpid())] \(BackyLogHandler.levelName(level)) \(text)"
         if sink.isFile {
             sink.write(line)
         } else {
-            if !BackyLog.fileOnlyMode.get {
+            if !BackyLog.fileOnlyMode.get && level >= BackyLog.terminalLevel.get {
                 sink.write(level >= .warning ? "\(BackyLogHandler.levelName(level)): \(text)" : text)
             }
             BackyLog.jobLog.get?.write(line)
@@ -134,9 +135,16 @@ public enum BackyLog {
     /// when no `-l` was given.
     static let jobLog = Locked<LogSink?>(nil)
 
+    /// The lowest level printed on stderr (without `-l`); `-q` makes it
+    /// `.error`, log files still get every line of the handler's level.
+    static let terminalLevel = Locked<Logger.Level>(.trace)
+
     /// Installs the handler for the process. Call once, first thing.
-    public static func bootstrap(logFile: String?, verbose: Bool, quiet: Bool = false) throws {
+    /// `quiet`: only warnings and errors at all (`status`, `find`);
+    /// `errorsOnly` (`-q`): only errors on stderr, log files as usual.
+    public static func bootstrap(logFile: String?, verbose: Bool, quiet: Bool = false, errorsOnly: Bool = false) throws {
         let level: Logger.Level = verbose ? .debug : (quiet ? .warning : .info)
+        if errorsOnly { terminalLevel.with { $0 = .error } }
         let sink: LogSink
         if let logFile {
             sink = try LogSink(path: logFile)

@@ -1,11 +1,19 @@
-// GlobalOptions: `-v`, `-l FILE`, `-b DIR`, accepted before the subcommand
+// GlobalOptions: `-v`, `-q`, `-l FILE`, `-b DIR`, `--progress`/`--no-progress`,
+// accepted before the subcommand
 // (backy 2.4's syntax) and after it; values before the subcommand are
 // picked out of argv before ArgumentParser sees the rest.
 import ArgumentParser
 
 struct GlobalOptions: ParsableArguments {
-    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log debug messages.")
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log debug messages: each phase, each decision about the source, each lock.")
     var verbose = false
+
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print only errors on the terminal (log files still get everything); no progress.")
+    var quiet = false
+
+    @Flag(name: .customLong("progress"), inversion: .prefixedNo,
+          help: "Show progress (default: a live line on a terminal, a log line every 10 % or 60 s otherwise).")
+    var progress: Bool?
 
     @Option(name: [.customShort("l"), .customLong("logfile")], help: ArgumentHelp("Append log lines to FILE (reopened after rotation); default: stderr.", valueName: "FILE"))
     var logfile: String?
@@ -14,9 +22,12 @@ struct GlobalOptions: ParsableArguments {
     var backupdir: String?
 
     /// Values given before the subcommand.
-    nonisolated(unsafe) static var leading = (verbose: false, logfile: String?.none, backupdir: String?.none)
+    nonisolated(unsafe) static var leading = (verbose: false, quiet: false, progress: Bool?.none, logfile: String?.none, backupdir: String?.none)
 
     var isVerbose: Bool { verbose || GlobalOptions.leading.verbose }
+    var isQuiet: Bool { quiet || GlobalOptions.leading.quiet }
+    /// --progress / --no-progress (nil: decide by the terminal).
+    var progressChoice: Bool? { progress ?? GlobalOptions.leading.progress }
     var logFile: String? { logfile ?? GlobalOptions.leading.logfile }
     var jobDir: String { backupdir ?? GlobalOptions.leading.backupdir ?? "." }
 
@@ -34,6 +45,9 @@ struct GlobalOptions: ParsableArguments {
             let a = args[i]
             switch a {
             case "-v", "--verbose": leading.verbose = true
+            case "-q", "--quiet": leading.quiet = true
+            case "--progress": leading.progress = true
+            case "--no-progress": leading.progress = false
             case "-l", "--logfile":
                 switch value(a) { case .success(let v): leading.logfile = v; case .failure(let e): return .failure(e) }
             case "-b", "--backupdir":

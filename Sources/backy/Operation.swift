@@ -14,7 +14,7 @@ enum Operation {
         if logReady { return }
         logReady = true
         do {
-            try BackyLog.bootstrap(logFile: g.logFile, verbose: g.isVerbose, quiet: quiet)
+            try BackyLog.bootstrap(logFile: g.logFile, verbose: g.isVerbose, quiet: quiet, errorsOnly: g.isQuiet)
         } catch {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             Foundation.exit(1)
@@ -52,6 +52,12 @@ enum Operation {
             logToFileOnly(log, .info, code == 0 ? "Backy operation complete." : "Backy operation failed.")
         }
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Prints a command's result line on stdout, unless `-q` asked for
+    /// errors only.
+    static func say(_ g: GlobalOptions, _ line: String) {
+        if !g.isQuiet { print(line) }
     }
 
     /// Prints the one "Error: ..." line on stderr.
