@@ -72,6 +72,9 @@ public struct Revision: Sendable, Equatable {
     }
     public var duration: Double? { stats["duration"]?.double }
     public var bytesWritten: Int64 { stats["bytes_written"]?.int ?? 0 }
+    /// Bytes the backup added to the store (compressed new chunks); nil for
+    /// revisions that do not record it (backy 2.x, incomplete ones).
+    public var bytesStored: Int64? { stats["bytes_stored"]?.int }
 
     public func stat(_ key: String) -> Int64? { stats[key]?.int }
 

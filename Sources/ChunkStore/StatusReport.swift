@@ -34,19 +34,36 @@ public enum StatusReport {
         }
     }
 
+    /// The revision table: backy 2.4's columns with full names, plus
+    /// `Stored` (bytes this revision's backup added to the store). An
+    /// incomplete revision (an interrupted or running backup) shows trust
+    /// `incomplete` and no duration.
     public static func table(_ revs: [Revision], flags: Flags = Flags()) -> String {
-        var t = TextTable(["Date (UTC)", "ID", "Size", "Durat", "Tags", "Trust"],
-                          align: [.left, .left, .right, .right, .left, .left])
+        var t = TextTable(["Date (UTC)", "ID", "Size", "Stored", "Duration", "Tags", "Trust"],
+                          align: [.left, .left, .right, .right, .right, .left, .left])
         var total: Int64 = 0
         for r in revs {
             // Saturating: damaged .rev files may claim anything.
             let (sum, overflow) = total.addingReportingOverflow(r.bytesWritten)
             total = overflow ? (r.bytesWritten > 0 ? .max : .min) : sum
-            let dur = r.duration.map { formatDuration($0) } ?? "0 s"
-            t.add([Timestamp.formatSeconds(r.timestamp), r.id, ByteFormat.flexible(r.bytesWritten), dur,
-                   r.sortedTags.joined(separator: ","), flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue])
+            let dur = r.duration.map { formatDuration($0) } ?? "-"
+            let stored = r.isComplete ? r.bytesStored.map { ByteFormat.flexible($0) } ?? "-" : "-"
+            t.add([Timestamp.formatSeconds(r.timestamp), r.id, ByteFormat.flexible(r.bytesWritten), stored, dur,
+                   r.sortedTags.joined(separator: ","), trustText(r, flags: flags)])
         }
-        return t.render() + "\n\(revs.count) revisions containing \(ByteFormat.flexible(total)) data (estimated)"
+        return t.render() + "\n\(count(revs.count, "revision")) containing \(ByteFormat.flexible(total)) data (estimated)"
+    }
+
+    /// The Trust column: `damaged`, `incomplete`, or the revision's trust.
+    public static func trustText(_ r: Revision, flags: Flags) -> String {
+        if flags.damage[r.id] != nil { return "damaged" }
+        if !r.isComplete { return "incomplete" }
+        return r.trust.rawValue
+    }
+
+    /// "1 revision", "3 revisions".
+    public static func count(_ n: Int, _ noun: String) -> String {
+        "\(n) \(noun)\(n == 1 ? "" : "s")"
     }
 
     /// Seconds rounded to one decimal, as backy 2.4 prints them.
@@ -56,8 +73,11 @@ public enum StatusReport {
 
     /// The verification coverage line under the status table.
     public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, legacyRevisions: Int = 0,
-                                    now: Date = Date()) -> String {
-        var s = "\(chunks) chunks"
+                                    stored: Int64? = nil, disk: Int64? = nil, now: Date = Date()) -> String {
+        var s = count(chunks, "chunk")
+        if let stored, let disk {
+            s += " (\(ByteFormat.flexible(stored)) stored, \(ByteFormat.flexible(disk)) on disk for the whole job)"
+        }
         if chunks == 0 {
         } else if neverVerified > 0 {
             s += "; \(neverVerified) never verified at rest"
@@ -81,27 +101,57 @@ public enum StatusReport {
         return "\(s) s"
     }
 
-    public static func json(_ revs: [Revision], flags: Flags = Flags()) throws -> String {
-        var items: [[String: Any]] = []
-        for r in revs {
-            var stats: [String: Any] = [:]
-            for (k, v) in r.stats.pairs { stats[k] = jsonValue(v) }
-            items.append([
-                "uuid": r.id,
-                "timestamp": Timestamp.iso8601(r.timestamp),
-                "parent": r.parent as Any? ?? NSNull(),
-                "tags": r.sortedTags,
-                "trust": flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue,
-                "damage": flags.damage[r.id] as Any? ?? NSNull(),
-                "future_dated": flags.future.contains(r.id),
-                "complete": r.isComplete,
-                "backend_type": r.backend.name,
-                "duration": r.duration as Any? ?? NSNull(),
-                "bytes_written": r.bytesWritten,
-                "stats": stats,
-            ])
-        }
-        let data = try JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys])
+    /// One revision as a JSON object (`status --json`, `backup --json`).
+    public static func jsonObject(_ r: Revision, flags: Flags = Flags()) -> [String: Any] {
+        var stats: [String: Any] = [:]
+        for (k, v) in r.stats.pairs { stats[k] = jsonValue(v) }
+        return [
+            "uuid": r.id,
+            "timestamp": Timestamp.iso8601(r.timestamp),
+            "parent": r.parent as Any? ?? NSNull(),
+            "tags": r.sortedTags,
+            "trust": flags.damage[r.id] != nil ? "damaged" : r.trust.rawValue,
+            "damage": flags.damage[r.id] as Any? ?? NSNull(),
+            "future_dated": flags.future.contains(r.id),
+            "complete": r.isComplete,
+            "backend_type": r.backend.name,
+            "duration": r.duration as Any? ?? NSNull(),
+            "bytes_written": r.bytesWritten,
+            "bytes_stored": r.bytesStored as Any? ?? NSNull(),
+            "stats": stats,
+        ]
+    }
+
+    /// The store summary as a JSON object.
+    public static func jsonObject(_ u: StoreUsage) -> [String: Any] {
+        [
+            "chunks": u.chunks,
+            "legacy_chunks": u.legacyChunks,
+            "stored_bytes": u.storedBytes,
+            "disk_bytes": u.diskBytes,
+            "quarantined_chunks": u.quarantined,
+            "verification": [
+                "never_verified_chunks": u.neverVerified,
+                "verified_percent": (u.verifiedPercent * 100).rounded() / 100,
+                "oldest": u.oldestVerified.map { Timestamp.iso8601($0) } as Any? ?? NSNull(),
+                "newest": u.newestVerified.map { Timestamp.iso8601($0) } as Any? ?? NSNull(),
+            ] as [String: Any],
+        ]
+    }
+
+    /// `status --json`: the job, its revisions (oldest first) and its store.
+    public static func json(job: String, _ revs: [Revision], flags: Flags = Flags(), store: StoreUsage) throws -> String {
+        let doc: [String: Any] = [
+            "job": job,
+            "revisions": revs.map { jsonObject($0, flags: flags) },
+            "store": jsonObject(store),
+        ]
+        return try render(doc)
+    }
+
+    /// Pretty, sorted JSON text.
+    public static func render(_ object: Any) throws -> String {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 

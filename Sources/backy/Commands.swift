@@ -31,15 +31,23 @@ struct BackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
         abstract: "Back up the job's source into a new revision and verify it.",
-        discussion: "Removes incomplete revisions first. Exits 1 if the backup or its verification fails; the failed revision is removed.")
+        discussion: "Removes incomplete revisions first. Exits 1 if the backup or its verification fails; the failed revision is removed. With --json, prints one JSON object on stdout at the end: {id, parent, tags, trust, timestamp, duration, bytes_written, bytes_stored, stats} (log lines stay on stderr).")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("json"), help: "Print the new revision as one JSON object on stdout when the backup is done.")
+    var json = false
     @Argument(help: "Comma-separated tags for the new revision, e.g. daily,weekly.") var tags: String
 
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
             let set = Set(tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-            _ = try BackupRun.run(job: job, tags: set, log: log)
+            let result = try BackupRun.run(job: job, tags: set, log: log)
+            if json {
+                var doc = StatusReport.jsonObject(result.revision)
+                doc["id"] = result.revision.id
+                doc["job"] = job.path
+                print(try StatusReport.render(doc))
+            }
             return 0
         }
     }
@@ -103,23 +111,25 @@ struct FindCommand: ParsableCommand {
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the job's revisions.")
+        abstract: "Show the job's revisions and its store.",
+        discussion: "The table: date, id, image size, bytes the backup added to the store, duration, tags, trust (`incomplete` for an interrupted or running backup, `damaged` for a revision whose map is missing or damaged); then the store: chunks, bytes stored, disk use of the job directory, verification coverage. --json prints one object: {job, revisions: [...], store: {chunks, stored_bytes, disk_bytes, verification: {...}}}.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .customLong("json"), help: "Print the revisions as JSON.") var json = false
+    @Flag(name: .customLong("json"), help: "Print the job, its revisions and its store as one JSON object.") var json = false
 
     func run() throws {
         try Operation.run(global, quiet: true) { log in
             let job = try Operation.openJob(global, log: log, jobLog: false)
             let revs = try job.scan()
             let flags = StatusReport.Flags(job: job, revisions: revs)
+            let usage = try StoreUsage.measure(job)
             if json {
-                print(try StatusReport.json(revs, flags: flags))
+                print(try StatusReport.json(job: job.path, revs, flags: flags, store: usage))
             } else {
                 print(StatusReport.table(revs, flags: flags))
-                let cov = try Verifier.coverage(job: job)
-                print(StatusReport.coverageLine(chunks: cov.chunks, neverVerified: cov.neverVerified, oldest: cov.oldest,
-                                                quarantined: Quarantine.reported(job).count,
-                                                legacyRevisions: revs.filter { $0.isComplete && $0.backend != .native }.count))
+                print(StatusReport.coverageLine(chunks: usage.chunks, neverVerified: usage.neverVerified, oldest: usage.oldestVerified,
+                                                quarantined: usage.quarantined,
+                                                legacyRevisions: revs.filter { $0.isComplete && $0.backend != .native }.count,
+                                                stored: usage.storedBytes, disk: usage.diskBytes))
                 for line in flags.lines(revs) { print(line) }
             }
             return 0
