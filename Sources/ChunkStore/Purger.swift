@@ -38,20 +38,7 @@ public final class Purger {
         let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
         result.removedTempFiles = cleaned.tempFiles
         result.deadSessions = cleaned.sessions
-        // Candidates: every chunk file present now (native, and backy 2.4's
-        // `.chunk.lzo`). Chunks written later are not candidates, so they
-        // cannot be removed by this run.
-        enum Candidate { case native(ChunkID), legacy(hash: String, prefix: String, name: String) }
-        var candidates: [Candidate] = []
-        try job.store.list(strict: true) { entry in
-            switch entry {
-            case .chunk(let id): candidates.append(.native(id))
-            case .other(_, let prefix, let name):
-                if name.hasSuffix(".chunk.lzo"), name.utf8.count == 32 + 10, name.hasPrefix(prefix) {
-                    candidates.append(.legacy(hash: String(name.prefix(32)), prefix: prefix, name: name))
-                }
-            }
-        }
+        let candidates = try self.candidates()
         let refs = References(job: job)
         let gate = Gate(jobPath: job.path)
         let dirs = candidates.isEmpty ? nil : try StoreDirectories(root: job.store.root)
@@ -80,7 +67,50 @@ public final class Purger {
             }
             index = end
         }
-        log.info("Purged \(result.removedChunks) chunks (\(ByteFormat.flexible(result.freedBytes))), kept \(result.keptChunks); removed \(result.removedTempFiles) temp files of \(result.deadSessions) dead sessions")
+        log.debug("Purged \(result.removedChunks) chunks (\(ByteFormat.flexible(result.freedBytes))), kept \(result.keptChunks); removed \(result.removedTempFiles) temp files of \(result.deadSessions) dead sessions")
+        return result
+    }
+
+    /// A chunk file purge may remove.
+    enum Candidate { case native(ChunkID), legacy(hash: String, prefix: String, name: String) }
+
+    /// Every chunk file present now (native, and backy 2.4's `.chunk.lzo`).
+    /// Chunks written later are not candidates, so a run cannot remove them.
+    func candidates() throws -> [Candidate] {
+        var candidates: [Candidate] = []
+        try job.store.list(strict: true) { entry in
+            switch entry {
+            case .chunk(let id): candidates.append(.native(id))
+            case .other(_, let prefix, let name):
+                if name.hasSuffix(".chunk.lzo"), name.utf8.count == 32 + 10, name.hasPrefix(prefix) {
+                    candidates.append(.legacy(hash: String(name.prefix(32)), prefix: prefix, name: name))
+                }
+            }
+        }
+        return candidates
+    }
+
+    /// `purge --dry-run`: what a purge would remove now (chunks no revision
+    /// or running session refers to, and their bytes), changing nothing: no
+    /// lock, gate or pin directory is created, no temp file removed.
+    public func preview() throws -> Result {
+        var result = Result()
+        try job.store.checkOwnership()
+        let referenced = try References(job: job).refresh()
+        for c in try candidates() {
+            let path: String
+            switch c {
+            case .native(let id):
+                if referenced.native.contains(id) { result.keptChunks += 1; continue }
+                path = job.store.path(id)
+            case .legacy(let hash, let prefix, let name):
+                if referenced.legacy.contains(hash) { result.keptChunks += 1; continue }
+                path = job.store.directory(prefix: prefix) + "/" + name
+            }
+            guard let st = Posix.linkStatus(path) else { continue }
+            result.removedChunks += 1
+            result.freedBytes += Int64(st.st_size)
+        }
         return result
     }
 }

@@ -1,6 +1,7 @@
 // Expiry.swift — applies the schedule's expiry (reference §8.2, `Schedule.expire`)
 // to a job directory: revisions lose the schedule tags they no longer need (their
-// `.rev` is rewritten) and revisions left without tags are removed. Unlike 2.4.3
+// `.rev` is rewritten) and revisions left without tags are removed. `preview`
+// (`backy expire --dry-run`) says the same without changing anything. Unlike 2.4.3
 // (bug §15 item 7) this takes the job's `.backup` lock, without waiting: while a
 // backup runs, expiry is skipped and happens after the next run.
 
@@ -15,6 +16,20 @@ public enum Expiry {
         public var lostTags: [String: Set<String>] = [:]
         /// Ids of the removed revisions, oldest first.
         public var removed: [String] = []
+    }
+
+    /// What expiry would do now, and what removing the revisions would
+    /// free; changes nothing (no lock is taken, none is created).
+    public static func preview(jobPath: String, schedule: Schedule, now: Date = Date(),
+                               log: Logger = Logger(label: "backy")) throws -> (outcome: Outcome, revisions: [Revision], frees: RemovalPreview) {
+        let job = try Job(path: jobPath, logger: log)
+        let revisions = try job.scan()
+        let history = revisions.map {
+            ScheduleRevision(id: $0.id, timestamp: $0.timestamp, tags: $0.tags, complete: $0.isComplete)
+        }
+        let result = schedule.expire(now: now, history: history)
+        let outcome = Outcome(lostTags: result.lostTags, removed: result.removed)
+        return (outcome, revisions, try RemovalPreview.compute(job: job, removing: Set(result.removed)))
     }
 
     /// Expires the revisions of the job at `jobPath`. Returns nil (and logs why) when

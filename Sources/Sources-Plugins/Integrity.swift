@@ -48,8 +48,16 @@ public enum Integrity {
         return bad
     }
 
-    /// Removes one revision. Refuses the incomplete revision of a running backup.
-    public static func forget(job: Job, spec: String, log: Logger) throws -> String {
+    /// `forget --dry-run`: the revision `spec` names and what removing it
+    /// would free (its files now, the chunks only it uses at the next purge).
+    public static func forgetPreview(job: Job, spec: String) throws -> (revision: Revision, frees: RemovalPreview) {
+        let rev = try job.find(spec)
+        return (rev, try RemovalPreview.compute(job: job, removing: [rev.id]))
+    }
+
+    /// Removes one revision. Refuses the incomplete revision of a running
+    /// backup. The caller reports the result.
+    public static func forget(job: Job, spec: String, log: Logger) throws -> Revision {
         try job.withMetadataLock {
             let rev = try job.find(spec)
             if !rev.isComplete {
@@ -59,9 +67,9 @@ public enum Integrity {
                 }
                 backup.unlock()
             }
+            log.debug("Removing revision \(rev.id) under the metadata lock")
             try job.removeRevision(rev.id)
-            log.info("Forgot revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]")
-            return rev.id
+            return rev
         }
     }
 

@@ -79,17 +79,28 @@ struct PurgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purge",
         abstract: "Remove chunks that no revision uses.",
-        discussion: "Safe while backups, restores and NBD sessions of the job run: it never removes a chunk one of them uses, and does not wait for them.")
+        discussion: "Safe while backups, restores and NBD sessions of the job run: it never removes a chunk one of them uses, and does not wait for them. Prints `Purging: N chunks` (backy 2.4's line) on stdout and logs the bytes freed. --dry-run prints what it would remove and how many bytes, and changes nothing (no lock file, no log line in the job directory).")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("dry-run"), help: "Say which chunks would go and how many bytes that frees; change nothing.")
+    var dryRun = false
 
     func run() throws {
         try Operation.run(global) { log in
-            let job = try Operation.openJob(global, log: log)
-            guard let r = try Integrity.exclusively(job, { try Purger(job: job, log: log).run() }) else {
-                print("Failed to get exclusive lock for 'purge'. Continuing.")
+            if dryRun {
+                let job = try Operation.openJob(global, log: log, jobLog: false)
+                let r = try Purger(job: job, log: log).preview()
+                print("Would purge \(StatusReport.count(r.removedChunks, "chunk")) (\(ByteFormat.flexible(r.freedBytes)), \(r.freedBytes) bytes); \(r.keptChunks) in use stay")
                 return 0
             }
-            print("Purging: \(r.removedChunks) chunks")
+            let job = try Operation.openJob(global, log: log)
+            guard let r = try Integrity.exclusively(job, { try Purger(job: job, log: log).run() }) else {
+                Operation.say(global, "Failed to get exclusive lock for 'purge'. Continuing.")
+                return 0
+            }
+            // backy 2.4's result line on stdout; the details in the log, so
+            // that nothing is said twice.
+            log.info("Freed \(ByteFormat.flexible(r.freedBytes)); kept \(r.keptChunks) chunks in use; removed \(r.removedTempFiles) temp files of \(r.deadSessions) dead sessions")
+            Operation.say(global, "Purging: \(r.removedChunks) chunks")
             return 0
         }
     }
@@ -98,16 +109,27 @@ struct PurgeCommand: ParsableCommand {
 struct ForgetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forget",
-        abstract: "Remove one revision (its chunks go at the next purge).")
+        abstract: "Remove one revision (its chunks go at the next purge).",
+        discussion: "--dry-run names the revision and what removing it would free (its own files now, the chunks only it uses at the next purge), and changes nothing.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("r"), .customLong("revision")], help: "Revision spec.")
     var revision: String
+    @Flag(name: .customLong("dry-run"), help: "Say what would be removed and how many bytes that frees; change nothing.")
+    var dryRun = false
 
     func run() throws {
         try Operation.run(global) { log in
+            if dryRun {
+                let job = try Operation.openJob(global, log: log, jobLog: false)
+                let (rev, p) = try Integrity.forgetPreview(job: job, spec: revision)
+                print("Would forget revision \(rev.id) from \(Timestamp.formatSeconds(rev.timestamp)) UTC [\(rev.sortedTags.joined(separator: ","))]\(rev.isComplete ? "" : " (incomplete)"): \(ByteFormat.flexible(p.fileBytes)) of revision files now, \(StatusReport.count(p.chunks, "chunk")) only it uses (\(ByteFormat.flexible(p.chunkBytes))) at the next purge; \(p.totalBytes) bytes in all")
+                return 0
+            }
             let job = try Operation.openJob(global, log: log)
-            let id = try Integrity.forget(job: job, spec: revision, log: log)
-            print("Forgot revision \(id)")
+            let rev = try Integrity.forget(job: job, spec: revision, log: log)
+            let line = "Forgot revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]"
+            Operation.logToFileOnly(log, .info, line)
+            Operation.say(global, line)
             return 0
         }
     }
