@@ -4,7 +4,11 @@
 // `jobs` (name → {schedule, source, drill}). Every problem is reported as one line naming the
 // file, the line (where the YAML parser knows it) and the key, e.g.
 // `/etc/backy.conf: line 12: jobs.test01.schedule: unknown schedule "hourly"`.
-// The servers' keys (console socket, `nbd-server`) are read in ConfigServers.swift.
+// The servers' keys (console socket, `nbd-server`) are read in ConfigServers.swift,
+// the monitoring keys (failures-warning/-critical, metrics-addrs/-port) in
+// ConfigMonitoring.swift. `analyze` goes on after an error and returns every
+// error and, as warnings, every key it does not know (`backy check-config`);
+// `load` throws the first error.
 //
 // Relative paths (`base-dir`, `status-file`, and a `file` source's `filename`)
 // are resolved against the directory of the configuration file.
@@ -68,6 +72,9 @@ public struct SchedulerConfig: Sendable {
     public var jobs: [JobDefinition]
     /// `global.group-access`: new job directories are 0750 instead of 0700.
     public var groupAccess = false
+    /// `global.failures-warning`, `failures-critical`, `metrics-addrs`,
+    /// `metrics-port` (ConfigMonitoring.swift).
+    public var monitoring = MonitoringSettings()
 
     public static let defaultPath = "/etc/backy.conf"
     public static let defaultBaseDir = "/srv/backy"
@@ -108,20 +115,74 @@ public struct SchedulerConfig: Sendable {
         return (abs, text)
     }
 
+    /// What `analyze` found: every error, every warning (unknown keys), and
+    /// the configuration if there was no error.
+    public struct Report: Sendable {
+        public var errors: [ConfigError]
+        public var warnings: [ConfigError]
+        public var config: SchedulerConfig?
+        /// What could be read despite errors (the global section and the
+        /// jobs without errors), nil if not even that.
+        public var partial: SchedulerConfig?
+        /// Every job named in `jobs` (with or without errors).
+        public var jobNames: [String] = []
+    }
+
+    /// Reads the file and checks all of it (`backy check-config`); a file
+    /// that cannot be read is one error.
+    public static func check(path: String) -> Report {
+        do {
+            let (abs, text) = try readFile(path)
+            return analyze(text, path: abs)
+        } catch let e as ConfigError {
+            return Report(errors: [e], warnings: [], config: nil, partial: nil)
+        } catch {
+            return Report(errors: [ConfigError("\(path): \(error)")], warnings: [], config: nil, partial: nil)
+        }
+    }
+
     /// Parses configuration text; `path` names the file in messages and is the base of
-    /// relative paths.
+    /// relative paths. Throws the first error.
     public static func parse(_ text: String, path: String, globalOnly: Bool = false) throws -> SchedulerConfig {
+        let r = analyze(text, path: path, globalOnly: globalOnly)
+        if let e = r.errors.first { throw e }
+        return r.config!
+    }
+
+    /// Parses configuration text and goes on after errors: every error and
+    /// every unknown key (a warning), each with its line where known.
+    public static func analyze(_ text: String, path: String, globalOnly: Bool = false) -> Report {
+        let p = Problems(path: path)
+        let config = analyze(text, path: path, globalOnly: globalOnly, problems: p)
+        return Report(errors: p.errors, warnings: p.warnings, config: p.errors.isEmpty ? config : nil, partial: config,
+                      jobNames: p.jobNames)
+    }
+
+    static let knownTop: Set<String> = ["global", "schedules", "jobs", "nbd-server"]
+    static let knownGlobal: Set<String> = Set([
+        "base-dir", "worker-limit", "status-file", "status-interval", "telnet-addrs", "telnet-port", "group-access", "drill",
+        "console-socket", "console-socket-group", "console-max-connections",
+    ]).union(MonitoringSettings.keys)
+    static let knownJob: Set<String> = ["schedule", "source", "drill"]
+    static let knownScheduleEntry: Set<String> = ["interval", "keep"]
+
+    private static func analyze(_ text: String, path: String, globalOnly: Bool, problems p: Problems) -> SchedulerConfig? {
         let configDir = (path as NSString).deletingLastPathComponent
         let root: YAMLValue
         do {
             root = try YAML.parse(text, source: path)
         } catch let e as BackyError {
-            throw ConfigError(e.message)
+            p.errors.append(ConfigError(e.message))
+            return nil
+        } catch {
+            p.errors.append(ConfigError("\(path): \(error)"))
+            return nil
         }
-        let p = Problems(path: path)
         guard let top = root.map else {
-            throw p.error(nil, "", "the configuration must be a YAML mapping with global, schedules and jobs (found \(root.kindName))")
+            p.errors.append(p.error(nil, "", "the configuration must be a YAML mapping with global, schedules and jobs (found \(root.kindName))"))
+            return nil
         }
+        p.warnUnknown(top, known: knownTop, prefix: "")
 
         // global
         var baseDir = defaultBaseDir
@@ -132,54 +193,74 @@ public struct SchedulerConfig: Sendable {
         var telnetPort = defaultTelnetPort
         var groupAccess = false
         var drillDefault: Int?
-        var consoleKeys: YAMLMap?
+        var globalMap: YAMLMap?
         if let g = top["global"], !g.isNull {
-            guard let gm = g.map else { throw p.error(top, "global", "expected a mapping, found \(g.kindName)") }
-            if let v = gm["base-dir"] {
-                guard let s = v.string, !s.isEmpty, v.map == nil else { throw p.error(gm, "base-dir", "expected a directory path", prefix: "global") }
-                baseDir = s
-            }
-            if let v = gm["worker-limit"] {
-                guard let n = v.int, n >= 1, n <= 1000 else { throw p.error(gm, "worker-limit", "expected an integer from 1 to 1000, found \(show(v))", prefix: "global") }
-                workerLimit = Int(n)
-            }
-            if let v = gm["status-file"] {
-                guard let s = v.string, !s.isEmpty else { throw p.error(gm, "status-file", "expected a file path", prefix: "global") }
-                statusFile = s
-            }
-            if let v = gm["status-interval"] {
-                if case .int(let n) = v {
-                    guard n >= 1, n <= 86400 else { throw p.error(gm, "status-interval", "expected seconds from 1 to 86400, found \(n)", prefix: "global") }
-                    statusInterval = Int(n)
-                } else if let s = v.string, let n = try? parseDuration(s), n <= 86400 {
-                    statusInterval = n
-                } else {
-                    throw p.error(gm, "status-interval", "expected a number of seconds, found \(show(v))", prefix: "global")
+            if let gm = g.map {
+                globalMap = gm
+                p.warnUnknown(gm, known: knownGlobal, prefix: "global")
+                p.attempt {
+                    if let v = gm["base-dir"] {
+                        guard let s = v.string, !s.isEmpty, v.map == nil else { throw p.error(gm, "base-dir", "expected a directory path", prefix: "global") }
+                        baseDir = s
+                    }
                 }
-            }
-            if let v = gm["telnet-addrs"] {
-                if let l = v.list {
-                    let parts = l.compactMap(\.string)
-                    guard parts.count == l.count else { throw p.error(gm, "telnet-addrs", "expected addresses", prefix: "global") }
-                    addrsText = parts.joined(separator: ",")
-                } else if let s = v.string {
-                    addrsText = s
-                } else {
-                    throw p.error(gm, "telnet-addrs", "expected a comma-separated list of addresses, found \(show(v))", prefix: "global")
+                p.attempt {
+                    if let v = gm["worker-limit"] {
+                        guard let n = v.int, n >= 1, n <= 1000 else { throw p.error(gm, "worker-limit", "expected an integer from 1 to 1000, found \(show(v))", prefix: "global") }
+                        workerLimit = Int(n)
+                    }
                 }
+                p.attempt {
+                    if let v = gm["status-file"] {
+                        guard let s = v.string, !s.isEmpty else { throw p.error(gm, "status-file", "expected a file path", prefix: "global") }
+                        statusFile = s
+                    }
+                }
+                p.attempt {
+                    if let v = gm["status-interval"] {
+                        if case .int(let n) = v {
+                            guard n >= 1, n <= 86400 else { throw p.error(gm, "status-interval", "expected seconds from 1 to 86400, found \(n)", prefix: "global") }
+                            statusInterval = Int(n)
+                        } else if let s = v.string, let n = try? parseDuration(s), n <= 86400 {
+                            statusInterval = n
+                        } else {
+                            throw p.error(gm, "status-interval", "expected a number of seconds, found \(show(v))", prefix: "global")
+                        }
+                    }
+                }
+                p.attempt {
+                    if let v = gm["telnet-addrs"] {
+                        if let l = v.list {
+                            let parts = l.compactMap(\.string)
+                            guard parts.count == l.count else { throw p.error(gm, "telnet-addrs", "expected addresses", prefix: "global") }
+                            addrsText = parts.joined(separator: ",")
+                        } else if let s = v.string {
+                            addrsText = s
+                        } else {
+                            throw p.error(gm, "telnet-addrs", "expected a comma-separated list of addresses, found \(show(v))", prefix: "global")
+                        }
+                    }
+                }
+                p.attempt {
+                    if let v = gm["group-access"] {
+                        guard let b = v.bool else { throw p.error(gm, "group-access", "expected true or false, found \(show(v))", prefix: "global") }
+                        groupAccess = b
+                    }
+                }
+                p.attempt {
+                    if let v = gm["telnet-port"] {
+                        guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
+                        telnetPort = Int(n)
+                    }
+                }
+                p.attempt {
+                    if let v = gm["drill"] {
+                        drillDefault = try DrillSchedule.parseInterval(v, key: "drill", map: gm, prefix: "global", problems: p)
+                    }
+                }
+            } else {
+                p.errors.append(p.error(top, "global", "expected a mapping, found \(g.kindName)"))
             }
-            if let v = gm["group-access"] {
-                guard let b = v.bool else { throw p.error(gm, "group-access", "expected true or false, found \(show(v))", prefix: "global") }
-                groupAccess = b
-            }
-            if let v = gm["telnet-port"] {
-                guard let n = v.int, n >= 1, n <= 65535 else { throw p.error(gm, "telnet-port", "expected a port number from 1 to 65535, found \(show(v))", prefix: "global") }
-                telnetPort = Int(n)
-            }
-            if let v = gm["drill"] {
-                drillDefault = try DrillSchedule.parseInterval(v, key: "drill", map: gm, prefix: "global", problems: p)
-            }
-            consoleKeys = gm
         }
         let addrs = addrsText.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         baseDir = standardize(absolutePath(baseDir, relativeTo: configDir))
@@ -189,87 +270,136 @@ public struct SchedulerConfig: Sendable {
                                      statusInterval: statusInterval, telnetAddrs: addrs, telnetPort: telnetPort,
                                      schedules: [:], jobs: [])
         config.groupAccess = groupAccess
-        if let gm = consoleKeys { try parseConsoleKeys(gm, into: &config, problems: p, configDir: configDir) }
+        if let gm = globalMap {
+            p.attempt { try parseConsoleKeys(gm, into: &config, problems: p, configDir: configDir) }
+            config.monitoring = parseMonitoring(gm, problems: p)
+        }
         if globalOnly { return config }
-        config.nbd = try parseNBD(top, problems: p, configDir: configDir)
+        p.attempt { config.nbd = try parseNBD(top, problems: p, configDir: configDir) }
 
         // schedules
-        guard let sv = top["schedules"] else { throw p.error(nil, "schedules", "missing (a mapping of schedule name → tag → {interval, keep})") }
-        guard let sm = sv.map else { throw p.error(top, "schedules", "expected a mapping of schedule name → tag → {interval, keep}, found \(sv.kindName)") }
+        var sm = YAMLMap()
+        var brokenSchedules = Set<String>()
+        if let sv = top["schedules"] {
+            if let m = sv.map {
+                sm = m
+            } else {
+                p.errors.append(p.error(top, "schedules", "expected a mapping of schedule name → tag → {interval, keep}, found \(sv.kindName)"))
+            }
+        } else {
+            p.errors.append(p.error(nil, "schedules", "missing (a mapping of schedule name → tag → {interval, keep})"))
+        }
         for name in sm.keys {
-            let key = "schedules.\(name)"
-            guard let tm = sm[name]!.map, !tm.isEmpty else {
-                throw p.error(sm, name, "expected a mapping of tag → {interval, keep}", prefix: "schedules")
-            }
-            var entries: [String: ScheduleTag] = [:]
-            for tag in tm.keys {
-                guard isValidTag(tag) else {
-                    throw p.error(tm, tag, "invalid tag name (tags must not be empty or contain commas or spaces)", prefix: key)
+            let ok = p.attempt {
+                let key = "schedules.\(name)"
+                guard let tm = sm[name]!.map, !tm.isEmpty else {
+                    throw p.error(sm, name, "expected a mapping of tag → {interval, keep}", prefix: "schedules")
                 }
-                guard let em = tm[tag]!.map else {
-                    throw p.error(tm, tag, "expected {interval: …, keep: …}, found \(tm[tag]!.kindName)", prefix: key)
+                var entries: [String: ScheduleTag] = [:]
+                var tagErrors = false
+                for tag in tm.keys {
+                    let ok = p.attempt {
+                        guard isValidTag(tag) else {
+                            throw p.error(tm, tag, "invalid tag name (tags must not be empty or contain commas or spaces)", prefix: key)
+                        }
+                        guard let em = tm[tag]!.map else {
+                            throw p.error(tm, tag, "expected {interval: …, keep: …}, found \(tm[tag]!.kindName)", prefix: key)
+                        }
+                        let tagKey = "\(key).\(tag)"
+                        p.warnUnknown(em, known: knownScheduleEntry, prefix: tagKey)
+                        var seconds = 0
+                        var keep = 0
+                        let intervalOK = p.attempt {
+                            guard let iv = em["interval"] else { throw p.error(tm, tag, "missing interval", prefix: key, keySuffix: ".interval") }
+                            guard let itext = iv.string, iv.map == nil else {
+                                throw p.error(em, "interval", "expected a duration such as 1d, 12h, 30m or 10s, found \(show(iv))", prefix: tagKey)
+                            }
+                            do {
+                                seconds = try parseDuration(itext)
+                            } catch let e as DurationError {
+                                throw p.error(em, "interval", e.description, prefix: tagKey)
+                            }
+                        }
+                        let keepOK = p.attempt {
+                            guard let kv = em["keep"] else { throw p.error(tm, tag, "missing keep", prefix: key, keySuffix: ".keep") }
+                            guard case .int(let k) = kv, k >= 1, k <= 1_000_000 else {
+                                throw p.error(em, "keep", "expected a positive integer, found \(show(kv))", prefix: tagKey)
+                            }
+                            keep = Int(k)
+                        }
+                        if intervalOK && keepOK { entries[tag] = ScheduleTag(interval: seconds, keep: keep) } else { tagErrors = true }
+                    }
+                    if !ok { tagErrors = true }
                 }
-                let tagKey = "\(key).\(tag)"
-                guard let iv = em["interval"] else { throw p.error(tm, tag, "missing interval", prefix: key, keySuffix: ".interval") }
-                guard let itext = iv.string, iv.map == nil else {
-                    throw p.error(em, "interval", "expected a duration such as 1d, 12h, 30m or 10s, found \(show(iv))", prefix: tagKey)
-                }
-                let seconds: Int
+                if tagErrors { brokenSchedules.insert(name); return }
                 do {
-                    seconds = try parseDuration(itext)
-                } catch let e as DurationError {
-                    throw p.error(em, "interval", e.description, prefix: tagKey)
+                    config.schedules[name] = try Schedule(entries)
+                } catch let e as ScheduleError {
+                    throw p.error(sm, name, e.description, prefix: "schedules")
                 }
-                guard let kv = em["keep"] else { throw p.error(tm, tag, "missing keep", prefix: key, keySuffix: ".keep") }
-                guard case .int(let keep) = kv, keep >= 1, keep <= 1_000_000 else {
-                    throw p.error(em, "keep", "expected a positive integer, found \(show(kv))", prefix: tagKey)
-                }
-                entries[tag] = ScheduleTag(interval: seconds, keep: Int(keep))
             }
-            do {
-                config.schedules[name] = try Schedule(entries)
-            } catch let e as ScheduleError {
-                throw p.error(sm, name, e.description, prefix: "schedules")
-            }
+            if !ok { brokenSchedules.insert(name) }
         }
 
         // jobs
-        guard let jv = top["jobs"] else { throw p.error(nil, "jobs", "missing (a mapping of job name → {schedule, source})") }
-        let jm: YAMLMap
-        if jv.isNull {
-            jm = YAMLMap()
-        } else if let m = jv.map {
-            jm = m
+        var jm = YAMLMap()
+        if let jv = top["jobs"] {
+            if jv.isNull {
+            } else if let m = jv.map {
+                jm = m
+            } else {
+                p.errors.append(p.error(top, "jobs", "expected a mapping of job name → {schedule, source}, found \(jv.kindName)"))
+            }
         } else {
-            throw p.error(top, "jobs", "expected a mapping of job name → {schedule, source}, found \(jv.kindName)")
+            p.errors.append(p.error(nil, "jobs", "missing (a mapping of job name → {schedule, source})"))
         }
+        p.jobNames = jm.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
         let statusName = (status as NSString).lastPathComponent
         let statusInBase = (status as NSString).deletingLastPathComponent == baseDir
         for name in jm.keys {
-            if let why = invalidJobName(name) { throw p.error(jm, name, "invalid job name: \(why)", prefix: "jobs") }
-            if statusInBase && name == statusName {
-                throw p.error(jm, name, "a job cannot be named like the status file \(status)", prefix: "jobs")
+            p.attempt {
+                if let why = invalidJobName(name) { throw p.error(jm, name, "invalid job name: \(why)", prefix: "jobs") }
+                if statusInBase && name == statusName {
+                    throw p.error(jm, name, "a job cannot be named like the status file \(status)", prefix: "jobs")
+                }
+                let key = "jobs.\(name)"
+                guard let job = jm[name]!.map else {
+                    throw p.error(jm, name, "expected {schedule: …, source: {type: …}}, found \(jm[name]!.kindName)", prefix: "jobs")
+                }
+                p.warnUnknown(job, known: knownJob, prefix: key)
+                var schedule: Schedule?
+                var schedName = ""
+                var source: YAMLMap?
+                var drill = drillDefault
+                let schedOK = p.attempt {
+                    guard let schedV = job["schedule"] else { throw p.error(jm, name, "missing schedule", prefix: "jobs", keySuffix: ".schedule") }
+                    guard let n = schedV.string, schedV.map == nil else {
+                        throw p.error(job, "schedule", "expected the name of a schedule, found \(show(schedV))", prefix: key)
+                    }
+                    schedName = n
+                    // A schedule with its own error was reported already.
+                    if brokenSchedules.contains(n) { return }
+                    guard let s = config.schedules[n] else {
+                        let known = sm.keys.sorted().joined(separator: ", ")
+                        throw p.error(job, "schedule", "unknown schedule \"\(n)\" (defined: \(known.isEmpty ? "none" : known))", prefix: key)
+                    }
+                    schedule = s
+                }
+                let sourceOK = p.attempt {
+                    guard let srcV = job["source"] else { throw p.error(jm, name, "missing source", prefix: "jobs", keySuffix: ".source") }
+                    guard var src = srcV.map else {
+                        throw p.error(job, "source", "expected a mapping such as {type: file, filename: /path}, found \(srcV.kindName)", prefix: key)
+                    }
+                    try validateSource(&src, key: key + ".source", job: job, problems: p, configDir: configDir)
+                    source = src
+                }
+                let drillOK = p.attempt {
+                    if let v = job["drill"] { drill = try DrillSchedule.parseInterval(v, key: "drill", map: job, prefix: key, problems: p) }
+                }
+                guard schedOK && sourceOK && drillOK, let schedule, let source else { return }
+                config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source,
+                                                 drillInterval: drill))
             }
-            let key = "jobs.\(name)"
-            guard let job = jm[name]!.map else {
-                throw p.error(jm, name, "expected {schedule: …, source: {type: …}}, found \(jm[name]!.kindName)", prefix: "jobs")
-            }
-            guard let schedV = job["schedule"] else { throw p.error(jm, name, "missing schedule", prefix: "jobs", keySuffix: ".schedule") }
-            guard let schedName = schedV.string, schedV.map == nil else {
-                throw p.error(job, "schedule", "expected the name of a schedule, found \(show(schedV))", prefix: key)
-            }
-            guard let schedule = config.schedules[schedName] else {
-                let known = sm.keys.sorted().joined(separator: ", ")
-                throw p.error(job, "schedule", "unknown schedule \"\(schedName)\" (defined: \(known.isEmpty ? "none" : known))", prefix: key)
-            }
-            guard let srcV = job["source"] else { throw p.error(jm, name, "missing source", prefix: "jobs", keySuffix: ".source") }
-            guard var source = srcV.map else {
-                throw p.error(job, "source", "expected a mapping such as {type: file, filename: /path}, found \(srcV.kindName)", prefix: key)
-            }
-            try validateSource(&source, key: key + ".source", job: job, problems: p, configDir: configDir)
-            let drill = try job["drill"].map { try DrillSchedule.parseInterval($0, key: "drill", map: job, prefix: key, problems: p) } ?? drillDefault
-            config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source,
-                                             drillInterval: drill))
         }
         config.jobs.sort { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }
         return config
@@ -284,6 +414,7 @@ public struct SchedulerConfig: Sendable {
         guard let type = tv.string, SourceFactory.knownTypes.contains(type) else {
             throw p.error(source, "type", "unknown source type \(show(tv)) (known: \(SourceFactory.knownTypes.joined(separator: ", ")))", prefix: key)
         }
+        p.warnUnknown(source, known: SourceFactory.knownKeys(type: type), prefix: key)
         func need(_ k: String) throws {
             guard let v = source[k] else {
                 throw p.error(job, "source", "missing \(k) (required for type \(type))", prefix: key.dropLastComponent, keySuffix: ".\(k)")
@@ -347,9 +478,15 @@ public struct SchedulerConfig: Sendable {
     }
 }
 
-/// Formats configuration errors: "<file>: line N: <key>: <what>".
-struct Problems {
+/// Formats configuration errors: "<file>: line N: <key>: <what>", and
+/// collects them (and warnings) while `analyze` goes on.
+final class Problems {
     let path: String
+    var errors: [ConfigError] = []
+    var warnings: [ConfigError] = []
+    var jobNames: [String] = []
+
+    init(path: String) { self.path = path }
 
     func error(_ map: YAMLMap?, _ key: String, _ what: String, prefix: String = "", keySuffix: String = "") -> ConfigError {
         var full = prefix.isEmpty ? key : "\(prefix).\(key)"
@@ -358,6 +495,28 @@ struct Problems {
         if let line = map?.line(of: key) { out += "line \(line): " }
         if !full.isEmpty { out += full + ": " }
         return ConfigError(out + what)
+    }
+
+    /// Runs one check; a ConfigError it throws is recorded. Returns whether
+    /// it passed.
+    @discardableResult
+    func attempt(_ body: () throws -> Void) -> Bool {
+        do {
+            try body()
+            return true
+        } catch let e as ConfigError {
+            errors.append(e)
+        } catch {
+            errors.append(ConfigError("\(path): \(error)"))
+        }
+        return false
+    }
+
+    /// One warning per key of `map` that is not in `known`.
+    func warnUnknown(_ map: YAMLMap, known: Set<String>, prefix: String) {
+        for k in map.keys where !known.contains(k) {
+            warnings.append(error(map, k, "unknown key, ignored (known: \(known.sorted().joined(separator: ", ")))", prefix: prefix))
+        }
     }
 }
 

@@ -5,6 +5,19 @@ import Foundation
 public enum SourceFactory {
     public static let knownTypes = ["file", "ceph-rbd", "flyingcircus"]
 
+    /// The keys a source of `type` reads (`backend` is backy 2.4's, accepted
+    /// and ignored); `backy check-config` warns about others.
+    public static func knownKeys(type: String) -> Set<String> {
+        let ceph: Set<String> = ["type", "pool", "image", "full-always", "ceph-conf", "client-id", "verify-budget",
+                                 "diff-guard-chunks", "backend"]
+        switch type {
+        case "file": return ["type", "filename", "backend"]
+        case "ceph-rbd": return ceph
+        case "flyingcircus": return ceph.union(["vm", "consul_acl_token"])
+        default: return ["type"]
+        }
+    }
+
     public static func make(config: YAMLMap, configPath: String) throws -> BackupSource {
         guard let type = config["type"]?.string else {
             throw BackyError(.usage, "\(configPath): the source has no 'type' (one of \(knownTypes.joined(separator: ", ")))")
