@@ -1,5 +1,5 @@
 // Console.swift — the scheduler's telnet console (reference §9, with 2.5's shell):
-// banner `backy <version>` / `Ready.`, prompt `backy> `, commands `jobs [REGEX]`,
+// banner `backy <version>` / `Ready.`, prompt `backy> `, commands `jobs [--json] [REGEX]`,
 // `status`, `run JOB`, `runall`, `reload`, `help [CMD]`, `quit`; several commands
 // per line separated by `;`, arguments split like a shell. Unknown commands and
 // jobs get a message, never an error that ends the session. No login: it listens
@@ -55,7 +55,7 @@ public enum ConsoleCommands {
     }
 
     static let help: [(String, String, String)] = [
-        ("jobs", "jobs [REGEX]", "List the jobs (those whose name matches REGEX): SLA, status, last and next backup."),
+        ("jobs", "jobs [--json] [REGEX]", "List the jobs (those whose name matches REGEX): SLA, status, last and next backup, the last error of a failing job. --json: one line of JSON, a list with the status file's fields per job."),
         ("status", "status", "Count the jobs per status."),
         ("run", "run JOB", "Run JOB now (with the tags of its next run) instead of waiting for its deadline."),
         ("runall", "runall", "Run every waiting job now."),
@@ -87,8 +87,11 @@ public enum ConsoleCommands {
         let args = Array(words.dropFirst())
         switch cmd {
         case "jobs":
-            guard args.count <= 1 else { out.append("Usage: jobs [REGEX]"); break }
-            out += jobs(backend.statusEntries(now: now), filter: args.first)
+            let json = args.first == "--json"
+            let rest = json ? Array(args.dropFirst()) : args
+            guard rest.count <= 1 else { out.append("Usage: jobs [--json] [REGEX]"); break }
+            out += json ? jobsJSON(backend.statusEntries(now: now), filter: rest.first)
+                        : jobs(backend.statusEntries(now: now), filter: rest.first)
         case "status":
             guard args.isEmpty else { out.append("Usage: status"); break }
             out += statusTable(backend.statusEntries(now: now))
@@ -126,24 +129,10 @@ public enum ConsoleCommands {
     /// REGEX is searched in the job name (like Python's re.search) by a
     /// matcher without backtracking.
     public static func jobs(_ entries: [JobStatusEntry], filter: String?) -> [String] {
-        var selected = entries
-        if let filter {
-            let re: JobPattern
-            do {
-                re = try JobPattern(filter)
-            } catch let e as JobPatternError {
-                return ["Invalid regular expression: \(filter) (\(e.description))"]
-            } catch {
-                return ["Invalid regular expression: \(filter)"]
-            }
-            let deadline = Date().addingTimeInterval(1)
-            do {
-                selected = try entries.filter { e in
-                    try re.matches(e.job, budget: max(0.001, deadline.timeIntervalSinceNow))
-                }
-            } catch {
-                return ["Regular expression too expensive: \(filter)"]
-            }
+        let selected: [JobStatusEntry]
+        switch select(entries, filter: filter) {
+        case .success(let s): selected = s
+        case .failure(let e): return [e.message]
         }
         func time(_ s: String) -> String { s.hasSuffix(" UTC") ? String(s.dropLast(4)) : s }
         var t = TextTable(["Job", "SLA", "Status", "Last Backup (UTC)", "Last Tags", "Last Dur", "Next Backup (UTC)", "Next Tags"],
@@ -155,6 +144,7 @@ public enum ConsoleCommands {
             var status = e.status.isEmpty ? "-" : e.status
             if e.failures > 0 { status += " (\(e.failures) failed)" }
             if e.problems != "-" { status += "; problems: " + (e.problems.count > 70 ? e.problems.prefix(69) + "…" : e.problems) }
+            if e.lastError != "-" { status += "; last error: " + (e.lastError.count > 70 ? e.lastError.prefix(69) + "…" : e.lastError) }
             var row = [e.job, e.sla, status, time(e.lastTime), e.lastTags, e.lastDuration, time(e.nextTime), e.nextTags]
             if drills {
                 row.append(e.drill == "-" ? "-" : e.lastDrill == "-" ? "none yet"
@@ -163,6 +153,43 @@ public enum ConsoleCommands {
             t.add(row)
         }
         return t.render().components(separatedBy: "\n") + ["\(selected.count) jobs shown"]
+    }
+
+    /// The entries whose job name matches `filter` (a JobPattern), or the
+    /// message for a bad or too expensive pattern.
+    static func select(_ entries: [JobStatusEntry], filter: String?) -> Result<[JobStatusEntry], SyntaxError> {
+        guard let filter else { return .success(entries) }
+        let re: JobPattern
+        do {
+            re = try JobPattern(filter)
+        } catch let e as JobPatternError {
+            return .failure(SyntaxError(message: "Invalid regular expression: \(filter) (\(e.description))"))
+        } catch {
+            return .failure(SyntaxError(message: "Invalid regular expression: \(filter)"))
+        }
+        let deadline = Date().addingTimeInterval(1)
+        do {
+            return .success(try entries.filter { e in
+                try re.matches(e.job, budget: max(0.001, deadline.timeIntervalSinceNow))
+            })
+        } catch {
+            return .failure(SyntaxError(message: "Regular expression too expensive: \(filter)"))
+        }
+    }
+
+    /// `jobs --json`: one line, a JSON list of the jobs with the status
+    /// file's fields (texts and numbers; absent values are null).
+    public static func jobsJSON(_ entries: [JobStatusEntry], filter: String?) -> [String] {
+        let selected: [JobStatusEntry]
+        switch select(entries, filter: filter) {
+        case .success(let s): selected = s
+        case .failure(let e): return [e.message]
+        }
+        let list = selected.map { StatusFile.jsonObject($0) }
+        guard let data = try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return ["[]"]
+        }
+        return [String(decoding: data, as: UTF8.self)]
     }
 
     /// The `status` table: jobs per status, sorted by status.
@@ -581,7 +608,7 @@ public final class ConsoleServer: @unchecked Sendable {
                 channels.append(try b.bind(host: addr, port: port).wait())
                 n += 1
             } catch {
-                log.error("cannot listen on \(addr):\(port): \(error)")
+                log.error("telnet console: \(ListenError(address: ListenError.address(addr, port), error))")
             }
         }
         return n
@@ -599,7 +626,7 @@ public final class ConsoleServer: @unchecked Sendable {
             socketPath = path
             return true
         } catch {
-            log.error("cannot listen on \(path): \(error)")
+            log.error("console: \(ListenError(address: path, error))")
             return false
         }
     }

@@ -72,6 +72,11 @@ public final class SchedulerDaemon: @unchecked Sendable {
         /// When the daemon last ran a drill (a drill that records nothing must
         /// not be retried at once).
         var drillAttempt: Date?
+        /// The last error line of the last failed run (nil after a success).
+        var lastError: String?
+        /// Whether the current run of this job failed already (a failed
+        /// backup's error is kept over its purge's).
+        var runFailed = false
 
         init(def: JobDefinition, baseDir: String) {
             self.def = def
@@ -312,8 +317,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
         j.setupProblem = problem
         cond.unlock()
         let started = Date()
-        let rc = runChild(j, ["-b", path, "-l", path + "/backy.log", "backup", tagList])
-        log.info("\(name): finished backup with return code \(rc)")
+        cond.lock()
+        j.runFailed = false
+        cond.unlock()
+        let rc = runChild(j, ["-b", path, "-l", path + "/backy.log", "backup", tagList], what: "backup")
         var ok = rc == 0
         cond.lock()
         let interrupted = stopping
@@ -330,6 +337,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             }
             if !made {
                 log.warning("\(name): backup exited 0 but left no new complete revision tagged [\(tagList)]; counting it as failed")
+                noteError(j, "backup exited 0 but left no new complete revision tagged [\(tagList)]")
                 ok = false
             }
         }
@@ -345,8 +353,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         cond.unlock()
         if !skipPurge {
             log.info("\(name): Purging unused data")
-            let prc = runChild(j, ["-b", path, "-l", path + "/backy.log", "purge"])
-            log.info("\(name): finished purging with return code \(prc)")
+            _ = runChild(j, ["-b", path, "-l", path + "/backy.log", "purge"], what: "purging")
         }
         finish(j, ok: ok, interrupted: false)
     }
@@ -357,9 +364,17 @@ public final class SchedulerDaemon: @unchecked Sendable {
         log.info("\(name): running restore drill")
         cond.lock()
         j.drillAttempt = Date()
+        // A drill's error is the drill's (drill.json, check); it must not
+        // show as the last error of the job's backups.
+        let (keptError, keptFailed) = (j.lastError, j.runFailed)
         cond.unlock()
-        let rc = runChild(j, ["-b", j.path, "-l", j.path + "/backy.log", "drill"])
-        log.info("\(name): finished restore drill with return code \(rc)")
+        defer {
+            cond.lock()
+            (j.lastError, j.runFailed) = (keptError, keptFailed)
+            cond.unlock()
+        }
+        let rc = runChild(j, ["-b", j.path, "-l", j.path + "/backy.log", "drill"], what: "restore drill")
+        log.debug("\(name): restore drill returned \(rc)")
         let history = cache.history(jobPath: j.path)
         cond.lock()
         defer {
@@ -385,13 +400,20 @@ public final class SchedulerDaemon: @unchecked Sendable {
         plan(j, history: history, now: Date())
     }
 
-    /// Runs one child and waits for it; -1 if it could not be started.
-    private func runChild(_ j: JobState, _ args: [String]) -> Int32 {
+    /// Runs one child and waits for it; -1 if it could not be started. A
+    /// failed child's last error line is logged with its return code and
+    /// kept for the status file and the console.
+    private func runChild(_ j: JobState, _ args: [String], what: String) -> Int32 {
+        let logPath = j.path + "/backy.log"
+        let offset = RunError.offset(logPath)
         let pid: pid_t
         do {
-            pid = try ChildProcess.spawn(command, args, outputFile: j.path + "/backy.log")
+            log.debug("\(j.def.name): starting \(command) \(args.joined(separator: " "))")
+            pid = try ChildProcess.spawn(command, args, outputFile: logPath)
         } catch {
             log.error("\(j.def.name): \(error.localizedDescription)")
+            log.info("\(j.def.name): finished \(what) with return code -1: \(error.localizedDescription)")
+            noteError(j, "Error: \(error.localizedDescription)")
             return -1
         }
         cond.lock()
@@ -403,7 +425,24 @@ public final class SchedulerDaemon: @unchecked Sendable {
         j.pid = 0
         cond.unlock()
         if rc > 128 { log.warning("\(j.def.name): backy \(args[4]) was killed by signal \(rc - 128)") }
+        if rc == 0 {
+            log.info("\(j.def.name): finished \(what) with return code 0")
+        } else {
+            let err = RunError.last(logPath: logPath, since: offset)
+                ?? (rc > 128 ? "killed by signal \(rc - 128)" : "no error line in \(logPath)")
+            log.info("\(j.def.name): finished \(what) with return code \(rc): \(err)")
+            noteError(j, err)
+        }
         return rc
+    }
+
+    /// Keeps a run's error for the status file and the console (the first
+    /// failure of a run wins: a purge after a failed backup does not hide it).
+    private func noteError(_ j: JobState, _ error: String) {
+        cond.lock()
+        if !j.runFailed { j.lastError = error }
+        j.runFailed = true
+        cond.unlock()
     }
 
     /// Records a run's result and plans the job's next run.
@@ -422,6 +461,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         if ok {
             j.failures = 0
+            j.lastError = nil
             setStatus(j, JobStatusText.finished)
         } else {
             j.failures += 1
@@ -540,19 +580,20 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// One entry per job, sorted by name.
     public func statusEntries(now: Date = Date()) -> [JobStatusEntry] {
-        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String?; var drill: Int? = nil; var drillRun = false }
+        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String?; var drill: Int? = nil; var drillRun = false; var lastError: String? }
         cond.lock()
         let snaps = jobs.values.filter { !$0.removed }.map {
             Snap(job: $0, name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
                  tags: $0.nextTags, failures: $0.failures, path: $0.path, problem: $0.setupProblem,
-                 drill: $0.def.drillInterval, drillRun: $0.drillRun)
+                 drill: $0.def.drillInterval, drillRun: $0.drillRun, lastError: $0.failures > 0 ? $0.lastError : nil)
         }
         cond.unlock()
         let entries = snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
             let waiting = s.status == JobStatusText.waiting || s.status == JobStatusText.retry || s.status == JobStatusText.queued
             var e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
                                         status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
-                                        failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [])
+                                        failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [],
+                                        since: JobStatusEntry.since(jobPath: s.path), lastError: s.lastError)
             DrillSchedule.fill(&e, interval: s.drill, jobPath: s.path, running: s.drillRun, now: now)
             return (s.job, e)
         }
@@ -568,6 +609,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
             if p == "-" { log.info("\(name): no problems any more") } else { log.warning("\(name): problems: \(p)") }
         }
         return entries.map { $0.1 }
+    }
+
+    /// What the scheduler is doing: running and queued runs, and its worker limit.
+    public func load() -> (running: Int, queued: Int, workerLimit: Int) {
+        cond.lock()
+        defer { cond.unlock() }
+        return (running, queue.count, config.workerLimit)
     }
 
     /// `run JOB`: runs a waiting job now.

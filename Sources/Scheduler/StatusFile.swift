@@ -1,13 +1,16 @@
-// StatusFile.swift — the daemon's status file (reference §7.7) and `backy check`
-// (§10). The file is a YAML list with one flow mapping per job carrying 2.4's keys
-// (job, sla, status, last_time, last_tags, last_duration, next_time, next_tags) plus
+// StatusFile.swift — the daemon's status file (reference §7.7). The file is a
+// YAML list with one flow mapping per job carrying 2.4's keys (job, sla,
+// status, last_time, last_tags, last_duration, next_time, next_tags) plus
 // `sla_overdue` (seconds past the SLA, as 2.5 adds), `failures` (consecutive
-// failed runs), for a job whose files are broken `problems` (what is wrong:
-// damaged or future-dated revisions, ignored files, a job directory that
-// cannot be prepared), and for jobs with restore drills `drill`, `last_drill`
-// and `last_drill_result`; it is rewritten atomically (temp file + rename,
-// mode 0644). `check` reads it and prints Nagios lines with perfdata after
-// " | "; a job with problems is CRITICAL.
+// failed runs), numbers beside the texts for scripts and metrics
+// (`last_time_epoch`, `next_time_epoch`, `last_duration_seconds`, `revisions`;
+// `last_drill_epoch` with drills), `last_error` (the last error line of a
+// failed run, while the job fails), for a job whose files are broken
+// `problems` (what is wrong: damaged or future-dated revisions, ignored
+// files, a job directory that cannot be prepared), and for jobs with restore
+// drills `drill`, `last_drill` and `last_drill_result`; it is rewritten
+// atomically (temp file + rename, mode 0644). `backy check` (Check.swift)
+// reads it.
 
 import ChunkStore
 import Foundation
@@ -34,6 +37,17 @@ public struct JobStatusEntry: Equatable, Sendable {
     public var drill = "-"
     public var lastDrill = "-"
     public var lastDrillResult = "-"
+    /// The last error line of the job's last failed run (while it fails), or "-".
+    public var lastError = "-"
+    /// Complete revisions (not future-dated).
+    public var revisions = 0
+    /// The exact duration of the last backup, in seconds.
+    public var lastDurationSeconds: Double?
+
+    /// `last_time` as seconds since the epoch.
+    public var lastTimeEpoch: Int? { StatusFile.parseTime(lastTime).map { Int($0.timeIntervalSince1970) } }
+    public var nextTimeEpoch: Int? { StatusFile.parseTime(nextTime).map { Int($0.timeIntervalSince1970) } }
+    public var lastDrillEpoch: Int? { StatusFile.parseTime(lastDrill).map { Int($0.timeIntervalSince1970) } }
 
     public init(job: String, sla: String, status: String, lastTime: String = "-", lastTags: String = "-",
                 lastDuration: String = "-", nextTime: String = "-", nextTags: String = "-",
@@ -51,21 +65,40 @@ public struct JobStatusEntry: Equatable, Sendable {
         self.problems = problems
     }
 
+    /// When a job was set up: its `config` was written (by the scheduler
+    /// when it first prepared the job or when the job's source changed, or
+    /// by `backy init`); nil if there is none.
+    public static func since(jobPath: String) -> Date? {
+        guard let st = Posix.status(jobPath + "/config") else { return nil }
+        return Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec))
+    }
+
     /// Builds the entry from the job's schedule, history and scheduler state.
+    /// `since`: when the job was set up (its `config` written); a job that
+    /// has no backup longer than its SLA allows after that is not within
+    /// its SLA.
     public static func make(job: String, schedule: Schedule, history: JobHistory, status: String,
                             nextTime: Date?, nextTags: Set<String>, failures: Int, now: Date,
-                            problems extra: [String] = []) -> JobStatusEntry {
-        let sla = schedule.sla(now: now, history: history.revisions)
+                            problems extra: [String] = [], since: Date? = nil, lastError: String? = nil) -> JobStatusEntry {
+        var sla = schedule.sla(now: now, history: history.revisions)
+        let limit = 1.5 * Double(schedule.minInterval)
         let problems = extra + history.allProblems(now: now)
         var e = JobStatusEntry(job: job, sla: sla.rawValue, status: status, failures: failures,
                                problems: problems.isEmpty ? "-" : problems.joined(separator: "; "))
+        e.lastError = lastError.map { $0.isEmpty ? "-" : $0 } ?? "-"
+        e.revisions = history.backups.filter { $0.timestamp.timeIntervalSince(now) <= Job.futureTolerance }.count
         if let last = history.lastBackup(now: now) {
             e.lastTime = StatusFile.formatTime(last.timestamp)
             e.lastTags = last.tags.isEmpty ? "-" : schedule.sortedTags(last.tags).joined(separator: ",")
             e.lastDuration = last.duration.map { StatusReport.formatDuration($0) } ?? "-"
+            e.lastDurationSeconds = last.duration
             let age = now.timeIntervalSince(last.timestamp)
-            let limit = 1.5 * Double(schedule.minInterval)
             if sla == .tooOld { e.slaOverdue = max(0, Int((age - limit).rounded(.down))) }
+        } else if sla == .ok, let since, since <= now, now.timeIntervalSince(since) > limit {
+            // Never succeeded within its SLA (backy 2.4 called such a job OK forever).
+            sla = .tooOld
+            e.sla = sla.rawValue
+            e.slaOverdue = max(0, Int((now.timeIntervalSince(since) - limit).rounded(.down)))
         }
         if let t = nextTime {
             e.nextTime = StatusFile.formatTime(t)
@@ -101,16 +134,44 @@ public enum StatusFile {
                 ("next_tags", .string(e.nextTags)), ("sla_overdue", .int(Int64(e.slaOverdue))),
                 ("failures", .int(Int64(e.failures))),
             ])
+            // Numbers beside the texts (seconds, epoch), for scripts and metrics.
+            if let t = e.lastTimeEpoch { m["last_time_epoch"] = .int(Int64(t)) }
+            if let d = e.lastDurationSeconds, d.isFinite { m["last_duration_seconds"] = .double((d * 1000).rounded() / 1000) }
+            if let t = e.nextTimeEpoch { m["next_time_epoch"] = .int(Int64(t)) }
+            m["revisions"] = .int(Int64(e.revisions))
             var mm = m
             if e.problems != "-" { mm["problems"] = .string(e.problems) }
+            if e.lastError != "-" { mm["last_error"] = .string(e.lastError) }
             if e.drill != "-" {
                 mm["drill"] = .string(e.drill)
                 mm["last_drill"] = .string(e.lastDrill)
                 mm["last_drill_result"] = .string(e.lastDrillResult)
+                if let t = e.lastDrillEpoch { mm["last_drill_epoch"] = .int(Int64(t)) }
             }
             out += "- " + YAML.flow(.map(mm)) + "\n"
         }
         return out
+    }
+
+    /// One entry as a JSON object (console `jobs --json`, metrics): the
+    /// file's keys, "-" as null, and the numbers.
+    public static func jsonObject(_ e: JobStatusEntry) -> [String: Any] {
+        func text(_ s: String) -> Any { s == "-" ? NSNull() : s }
+        func num(_ n: Int?) -> Any { n.map { $0 as Any } ?? NSNull() }
+        var o: [String: Any] = [
+            "job": e.job, "sla": e.sla, "status": e.status, "last_time": text(e.lastTime), "last_tags": text(e.lastTags),
+            "last_duration": text(e.lastDuration), "next_time": text(e.nextTime), "next_tags": text(e.nextTags),
+            "sla_overdue": e.slaOverdue, "failures": e.failures, "problems": text(e.problems), "last_error": text(e.lastError),
+            "revisions": e.revisions, "last_time_epoch": num(e.lastTimeEpoch), "next_time_epoch": num(e.nextTimeEpoch),
+            "last_duration_seconds": e.lastDurationSeconds.map { $0 as Any } ?? NSNull(),
+        ]
+        if e.drill != "-" {
+            o["drill"] = e.drill
+            o["last_drill"] = text(e.lastDrill)
+            o["last_drill_result"] = text(e.lastDrillResult)
+            o["last_drill_epoch"] = num(e.lastDrillEpoch)
+        }
+        return o
     }
 
     /// Writes the file atomically (temp + rename, mode 0644, no fsync).
@@ -136,65 +197,11 @@ public enum StatusFile {
                                    nextTags: str("next_tags"), slaOverdue: Int(clamping: m["sla_overdue"]?.int ?? 0),
                                    failures: Int(clamping: m["failures"]?.int ?? 0), problems: str("problems"))
             (e.drill, e.lastDrill, e.lastDrillResult) = (str("drill"), str("last_drill"), str("last_drill_result"))
+            e.lastError = str("last_error")
+            e.revisions = Int(clamping: m["revisions"]?.int ?? 0)
+            e.lastDurationSeconds = m["last_duration_seconds"]?.double ?? m["last_duration_seconds"]?.int.map(Double.init)
             out.append(e)
         }
         return out
-    }
-}
-
-/// `backy check`: Nagios-style SLA check of the status file (reference §10).
-public enum Check {
-    public struct Result: Equatable, Sendable {
-        /// 0 OK, 1 WARNING (restore drills), 2 CRITICAL, 3 UNKNOWN.
-        public var code: Int32
-        /// The lines to print (each ends with a newline).
-        public var output: String
-    }
-
-    /// How old the status file may be before the check is CRITICAL.
-    public static let maxStatusAge: TimeInterval = 5 * 60
-
-    public static func run(statusFile path: String, now: Date = Date()) -> Result {
-        guard let st = Posix.status(path) else {
-            if errno != ENOENT {
-                return Result(code: 3, output: "UNKNOWN: Cannot read status file \(path): \(String(cString: strerror(errno)))\n")
-            }
-            return Result(code: 3, output: "UNKNOWN: No status file found at \(path)\n")
-        }
-        let mtime = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
-        if now.timeIntervalSince(mtime) > maxStatusAge {
-            return Result(code: 2, output: "CRITICAL: Status file is older than 5 minutes\n")
-        }
-        let entries: [JobStatusEntry]
-        do {
-            let bytes = try Posix.readFile(path, limit: Posix.Limit.configuration)
-            entries = try StatusFile.parse(String(decoding: bytes, as: UTF8.self), source: path)
-        } catch {
-            return Result(code: 3, output: "UNKNOWN: Cannot read status file \(path): \(error)\n")
-        }
-        let failed = entries.filter { $0.sla != "OK" }
-        let broken = entries.filter { $0.problems != "-" && !$0.problems.isEmpty }
-        let oldest = entries.compactMap { StatusFile.parseTime($0.lastTime) }.map { now.timeIntervalSince($0) }.max() ?? 0
-        let age = oldest.isFinite ? Int(clamping: Int64(max(0, min(oldest, 9e18)).rounded(.down))) : 0
-        var perf = "jobs=\(entries.count);;;0 jobs_out_of_sla=\(failed.count);;;0 oldest_last_backup_age=\(age)s;;;0"
-        let drills = drillProblems(entries)
-        if drills.configured { perf += " drills_failed=\(drills.critical.count);;;0 drills_late=\(drills.warning.count);;;0" }
-        if !failed.isEmpty || !broken.isEmpty || !drills.critical.isEmpty {
-            var what: [String] = []
-            if !failed.isEmpty { what.append("\(failed.count) jobs not within SLA") }
-            if !broken.isEmpty { what.append("\(broken.count) jobs with problems") }
-            if !drills.critical.isEmpty { what.append("\(drills.critical.count) jobs failed their last restore drill") }
-            var out = "CRITICAL: \(what.joined(separator: ", ")) | \(perf)\n"
-            for e in failed { out += "\(e.job) (last time: \(e.lastTime))\n" }
-            for e in broken { out += "\(e.job) (problems: \(e.problems))\n" }
-            for l in drills.critical + drills.warning { out += l + "\n" }
-            return Result(code: 2, output: out)
-        }
-        if !drills.warning.isEmpty {
-            var out = "WARNING: \(drills.warning.count) jobs without a recent clean restore drill | \(perf)\n"
-            for l in drills.warning { out += l + "\n" }
-            return Result(code: 1, output: out)
-        }
-        return Result(code: 0, output: "OK: \(entries.count) jobs within SLA | \(perf)\n")
     }
 }

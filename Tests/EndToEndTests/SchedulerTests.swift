@@ -182,7 +182,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertEqual(r.code, 1)
         XCTAssertEqual(r.stderr, "Error: configuration file \(s.dir)/nope.conf does not exist\n")
         r = E2E.backy(["check", "-c", s.dir + "/nope.conf"])
-        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(r.code, 3, "a missing configuration is UNKNOWN for Nagios")
 
         // No status file yet: UNKNOWN.
         r = E2E.backy(["check", "-c", s.config])

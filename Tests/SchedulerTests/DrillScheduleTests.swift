@@ -130,13 +130,13 @@ final class DrillScheduleTests: XCTestCase {
         (bad.drill, bad.lastDrill, bad.lastDrillResult) = ("FAILED", "2026-03-01 11:00:00 UTC", "failed: part2")
         (ok.drill, ok.lastDrill, ok.lastDrillResult) = ("OK", "2026-03-01 10:00:00 UTC", "clean")
         let text = StatusFile.render([ok, bad])
-        XCTAssertTrue(text.contains("drill: FAILED, failures: 0, job: b, last_drill: '2026-03-01 11:00:00 UTC', last_drill_result: 'failed: part2'"), text)
+        XCTAssertTrue(text.contains("drill: FAILED, failures: 0, job: b, last_drill: '2026-03-01 11:00:00 UTC', last_drill_epoch: 1772362800, last_drill_result: 'failed: part2'"), text)
         XCTAssertEqual(try StatusFile.parse(text, source: "t"), [ok, bad])
 
         let crit = try check([ok, bad])
         XCTAssertEqual(crit.code, 2)
         XCTAssertEqual(crit.output.split(separator: "\n").map(String.init), [
-            "CRITICAL: 1 jobs failed their last restore drill | jobs=2;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age=0s;;;0 drills_failed=1;;;0 drills_late=0;;;0",
+            "CRITICAL: 1 jobs failed their last restore drill | jobs=2;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age=0s;;;0 drills_failed=1;;;0 drills_late=0;;;0 max_failures=0;3;6;0",
             "b (last drill: 2026-03-01 11:00:00 UTC, failed: part2)",
         ])
         var old = bad

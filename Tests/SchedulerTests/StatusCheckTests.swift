@@ -56,8 +56,8 @@ final class SchedulerStatusFileTests: XCTestCase {
         ]
         let text = StatusFile.render(entries)
         XCTAssertEqual(text, """
-            - {failures: 0, job: test01, last_duration: 31.1 s, last_tags: 'daily,weekly', last_time: '2015-09-01 07:06:47 UTC', next_tags: daily, next_time: '2015-09-02 05:32:51 UTC', sla: OK, sla_overdue: 0, status: waiting for deadline}
-            - {failures: 2, job: test02, last_duration: '-', last_tags: '-', last_time: '-', next_tags: '-', next_time: '-', sla: TOO OLD, sla_overdue: 17, status: waiting for retry}
+            - {failures: 0, job: test01, last_duration: 31.1 s, last_tags: 'daily,weekly', last_time: '2015-09-01 07:06:47 UTC', last_time_epoch: 1441091207, next_tags: daily, next_time: '2015-09-02 05:32:51 UTC', next_time_epoch: 1441171971, revisions: 0, sla: OK, sla_overdue: 0, status: waiting for deadline}
+            - {failures: 2, job: test02, last_duration: '-', last_tags: '-', last_time: '-', next_tags: '-', next_time: '-', revisions: 0, sla: TOO OLD, sla_overdue: 17, status: waiting for retry}
 
             """)
         XCTAssertEqual(try StatusFile.parse(text, source: "status"), entries)
@@ -121,7 +121,7 @@ final class SchedulerCheckTests: XCTestCase {
             JobStatusEntry(job: "c", sla: "OK", status: ""),
         ], mtime: now)
         XCTAssertEqual(Check.run(statusFile: path, now: now),
-                       Check.Result(code: 0, output: "OK: 3 jobs within SLA | jobs=3;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age=3700s;;;0\n"))
+                       Check.Result(code: 0, output: "OK: 3 jobs within SLA | jobs=3;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age=3700s;;;0 max_failures=0;3;6;0\n"))
     }
 
     func testJobsOutOfSLAAreCriticalAndListed() throws {
@@ -133,7 +133,7 @@ final class SchedulerCheckTests: XCTestCase {
         ], mtime: now)
         let r = Check.run(statusFile: path, now: now)
         XCTAssertEqual(r.code, 2)
-        XCTAssertEqual(r.output, "CRITICAL: 1 jobs not within SLA | jobs=2;;;0 jobs_out_of_sla=1;;;0 oldest_last_backup_age=172800s;;;0\ntest01 (last time: 2015-08-30 07:06:47 UTC)\n")
+        XCTAssertEqual(r.output, "CRITICAL: 1 jobs not within SLA | jobs=2;;;0 jobs_out_of_sla=1;;;0 oldest_last_backup_age=172800s;;;0 max_failures=0;3;6;0\ntest01 (last time: 2015-08-30 07:06:47 UTC)\n")
     }
 
     func testGarbageStatusFileIsUnknown() throws {
