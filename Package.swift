@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
         // C libraries, linked from Debian's -dev packages.
@@ -58,6 +60,16 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Prometheus metrics of the scheduler's jobs: the snapshot, its text
+        // form (swift-prometheus), the /metrics responder (SwiftNIO).
+        .target(name: "BackyMetrics", dependencies: [
+            "Scheduler", "ServerSupport",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
             "SourcesPlugins", "ServerSupport",
@@ -73,7 +85,7 @@ let package = Package(
         ]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
-            "Scheduler", "NBDServer", "Mount",
+            "Scheduler", "NBDServer", "Mount", "BackyMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

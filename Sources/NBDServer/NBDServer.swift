@@ -181,7 +181,7 @@ public final class NBDServer: @unchecked Sendable {
                 do {
                     ch = try bootstrap.bind(host: host, port: core.config.port).wait()
                 } catch {
-                    throw BackyError(.io, "cannot listen on \(host):\(core.config.port): \(error)")
+                    throw BackyError(.io, ListenError(address: ListenError.address(host, core.config.port), error).description)
                 }
                 serverChannels.append(ch)
                 port = ch.localAddress?.port ?? core.config.port
@@ -192,7 +192,7 @@ public final class NBDServer: @unchecked Sendable {
                         try bootstrap.bind(unixDomainSocketPath: p).wait()
                     })
                 } catch {
-                    throw BackyError(.io, "cannot listen on \(path): \(error)")
+                    throw BackyError(.io, ListenError(address: path, error).description)
                 }
             }
         } catch {
