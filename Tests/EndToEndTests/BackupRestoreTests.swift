@@ -123,7 +123,7 @@ final class BackupRestoreTests: XCTestCase {
         XCTAssertEqual(before, after, "an unchanged image adds no chunk")
         // Zero chunks have no file: 6 chunks, one all-zero (8..12 MiB) and one hole.
         let json = E2E.backy(["-b", job, "status", "--json"])
-        let revs = try JSONSerialization.jsonObject(with: json.stdout) as! [[String: Any]]
+        let revs = E2E.statusRevisions(json.stdout)
         let stats = revs[1]["stats"] as! [String: Any]
         XCTAssertEqual(stats["chunks_written"] as? Int, 0)
         XCTAssertEqual(stats["chunks"] as? Int, 6)

@@ -170,14 +170,16 @@ enum E2E {
         return e.compactMap { $0 as? String }.filter { $0.hasSuffix(suffix) }.map { dir + "/" + $0 }
     }
 
-    /// `backy status --json` of a job, oldest first. A failing `status` or
-    /// output that is not a JSON list fails the test (never an empty list
-    /// that would let a loop over the revisions pass doing nothing).
+    /// The revisions of `backy status --json` ({job, revisions, store}),
+    /// oldest first. A failing `status` or output without a revisions list
+    /// fails the test (never an empty list that would let a loop over the
+    /// revisions pass doing nothing).
     static func revisions(_ job: String, env: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
         let r = backy(["-b", job, "status", "--json"], env: env)
         XCTAssertEqual(r.code, 0, "status --json of \(job): \(r.stderr)", file: file, line: line)
-        guard let arr = try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]] else {
-            XCTFail("status --json of \(job) is not a JSON list: \(r.out.prefix(300))", file: file, line: line)
+        guard let o = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any],
+              let arr = o["revisions"] as? [[String: Any]] else {
+            XCTFail("status --json of \(job) has no revisions list: \(r.out.prefix(300))", file: file, line: line)
             return []
         }
         return arr

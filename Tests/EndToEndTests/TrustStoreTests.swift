@@ -93,7 +93,7 @@ final class TrustStoreTests: XCTestCase {
         XCTAssertTrue(st.out.contains("| \(t.revs[0]) |"), st.out)
         XCTAssertTrue(st.out.contains("| daily | damaged"), st.out)
         XCTAssertTrue(st.out.contains("Revision \(t.revs[0]) is DAMAGED: "), st.out)
-        let json = try JSONSerialization.jsonObject(with: E2E.backy(["-b", t.job, "status", "--json"]).stdout) as! [[String: Any]]
+        let json = E2E.statusRevisions(E2E.backy(["-b", t.job, "status", "--json"]).stdout)
         XCTAssertEqual(json.map { $0["trust"] as! String }, ["damaged", "trusted"])
         XCTAssertTrue((json[0]["damage"] as? String)?.contains("map file is missing") ?? false, "\(json[0])")
         XCTAssertTrue(json[1]["damage"] is NSNull)
@@ -181,7 +181,7 @@ final class TrustStoreTests: XCTestCase {
         let v2 = E2E.backy(["-b", t.job, "verify", "-r", t.revs[1]])
         XCTAssertEqual(v2.code, 1, "a bad chunk is never 'covered' by a revision verified earlier: \(v2.stderr)")
         XCTAssertTrue(v2.stderr.contains("Error: bad chunk \(((shared as NSString).lastPathComponent as NSString).deletingPathExtension)"), v2.stderr)
-        let json = try JSONSerialization.jsonObject(with: E2E.backy(["-b", t.job, "status", "--json"]).stdout) as! [[String: Any]]
+        let json = E2E.statusRevisions(E2E.backy(["-b", t.job, "status", "--json"]).stdout)
         XCTAssertEqual(json.map { $0["trust"] as! String }, ["distrusted", "distrusted"])
         // A healthy run says what it read and what it skipped.
         let t2 = Trust.job(self, mib: 5, tags: ["daily", "weekly"], seed: Trust.seed &+ 3)
@@ -330,7 +330,7 @@ final class TrustStoreTests: XCTestCase {
         XCTAssertEqual(E2E.sha256(E2E.backy(["-b", t.job, "restore", "-"]).stdout), E2E.sha256(file: t.img))
         let st = E2E.backy(["-b", t.job, "status"])
         XCTAssertTrue(st.out.contains("Revision \(future) is dated in the future (2099-01-01 00:00:00 UTC)"), st.out)
-        let json = try JSONSerialization.jsonObject(with: E2E.backy(["-b", t.job, "status", "--json"]).stdout) as! [[String: Any]]
+        let json = E2E.statusRevisions(E2E.backy(["-b", t.job, "status", "--json"]).stdout)
         XCTAssertEqual(json.map { $0["future_dated"] as? Bool }, [false, false, true])
         // The next backup's parent is the newest real revision.
         XCTAssertEqual(E2E.backy(["-b", t.job, "backup", "daily"]).code, 0)
