@@ -111,7 +111,10 @@ public struct BackyLogHandler: LogHandler {
             sink.write(line)
         } else {
             if !BackyLog.fileOnlyMode.get && level >= BackyLog.terminalLevel.get {
-                sink.write(level >= .warning ? "\(BackyLogHandler.levelName(level)): \(text)" : text)
+                // Above a live progress line, which is drawn again after.
+                ProgressMeter.aroundTerminalWrite {
+                    sink.write(level >= .warning ? "\(BackyLogHandler.levelName(level)): \(text)" : text)
+                }
             }
             BackyLog.jobLog.get?.write(line)
         }

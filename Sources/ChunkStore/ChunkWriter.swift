@@ -37,6 +37,8 @@ public final class ChunkWriter: @unchecked Sendable {
     /// XXH64 of each chunk this writer read (0 = not read), for the
     /// verification pass.
     public private(set) var fastHashes: [UInt64] = []
+    /// Where the bytes read are reported (nil: nowhere).
+    public var progress: ProgressMeter?
 
     public init(job: Job, session: PinSession, threads: Int = Parallel.defaultThreads, forceRewrite: Bool) {
         self.job = job
@@ -93,6 +95,8 @@ public final class ChunkWriter: @unchecked Sendable {
         let store = job.store
         let jobPath = job.path
         let committer = Committer(store: store)
+        let progress = self.progress
+        progress?.expect(indices.reduce(Int64(0)) { $0 + Int64(m.length(of: $1)) })
         var ok = false
         defer { if !ok { committer.stop() } }
         try Parallel.forEach(count: indices.count, threads: threads,
@@ -100,6 +104,7 @@ public final class ChunkWriter: @unchecked Sendable {
             let (ws, gate) = w
             let i = indices[k]
             let len = m.length(of: i)
+            defer { progress?.add(Int64(len)) }
             try view(i, ws) { buf, digest in
                 guard buf.count == len else {
                     throw BackyError(.io, "short read from source at offset \(m.offset(of: i)): \(buf.count) of \(len) bytes (did the source shrink?)")

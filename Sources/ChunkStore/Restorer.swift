@@ -28,6 +28,8 @@ public final class Restorer {
     public let log: Logger
     /// What the target may be (see RestoreTargetPolicy).
     public let policy: RestoreTargetPolicy
+    /// Where the bytes restored are reported (nil: nowhere).
+    public var progress: ProgressMeter?
 
     public init(image: ImageReader, threads: Int = Parallel.defaultThreads,
                 bestEffort: Bool = false, policy: RestoreTargetPolicy = .none, log: Logger = Logger(label: "backy")) {
@@ -97,6 +99,7 @@ public final class Restorer {
     /// error, or with best-effort a `.damaged` slot.
     private func fetch(_ i: Int, into buf: UnsafeMutableRawBufferPointer, workspace ws: ChunkWorkspace) throws -> Slot {
         let len = image.length(of: i)
+        defer { progress?.add(Int64(len)) }
         if image.isZero(i) { return .zero }
         do {
             _ = try image.read(i, into: buf, workspace: ws)

@@ -12,6 +12,8 @@ public final class Upgrader {
     public let threads: Int
     /// Called with a line for the operator (stdout in the CLI).
     public var say: (String) -> Void = { _ in }
+    /// Where the bytes converted are reported (nil: nowhere).
+    public var progress: ProgressMeter?
 
     public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.defaultThreads) {
         self.job = job
@@ -63,6 +65,9 @@ public final class Upgrader {
         var map = ChunkMap(zeroImageOfSize: image.imageSize)
         let indices = (0..<image.chunkCount).filter { !image.isZero($0) }
         let writer = ChunkWriter(job: job, session: session, threads: threads, forceRewrite: false)
+        writer.progress = progress
+        progress?.start("upgrade \(rev.id)", total: 0)
+        defer { progress?.finish() }
         try writer.process(indices: indices, map: &map) { i, buf, ws in
             try image.read(i, into: buf, workspace: ws)
         }

@@ -32,6 +32,9 @@ public final class Verifier {
     /// Chunks found bad by this run.
     private var badThisRun = Set<String>()
 
+    /// Where the bytes read back are reported (nil: nowhere).
+    public var progress: ProgressMeter?
+
     public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.defaultThreads) {
         self.job = job
         self.log = log
@@ -45,7 +48,11 @@ public final class Verifier {
         let bytes = Locked<Int64>(0)
         let stopped = Locked(false)
         let store = job.store
+        let progress = self.progress
+        progress?.start("verify", total: Int64(ids.count) * Int64(ChunkMap.defaultChunkSize))
+        defer { progress?.finish() }
         try Parallel.forEach(count: ids.count, threads: threads, setup: { _ in ChunkWorkspace() }) { ws, i in
+            defer { progress?.add(Int64(ChunkMap.defaultChunkSize)) }
             if let deadline, Date() >= deadline {
                 stopped.with { $0 = true }
                 return
@@ -132,8 +139,12 @@ public final class Verifier {
         let faults = Locked<[(name: String, path: String?, fault: ChunkFault)]>([])
         let okNative = Locked<[ChunkID]>([])
         let bytes = Locked<Int64>(0)
+        let progress = self.progress
+        progress?.start("verify \(rev.id)", total: indices.reduce(Int64(0)) { $0 + Int64(image.length(of: $1)) })
+        defer { progress?.finish() }
         try Parallel.forEach(count: indices.count, threads: threads, setup: { _ in ChunkWorkspace() }) { ws, k in
             let i = indices[k]
+            defer { progress?.add(Int64(image.length(of: i))) }
             do {
                 let n = try image.read(i, into: ws.data, workspace: ws)
                 bytes.with { $0 += Int64(n) }

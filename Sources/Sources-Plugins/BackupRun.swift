@@ -16,7 +16,8 @@ public enum BackupRun {
     /// Runs one backup of `job` with `tags`. Throws on any failure, after
     /// removing the incomplete revision.
     public static func run(job: Job, tags: Set<String>, threads: Int = Parallel.defaultThreads,
-                           log: Logger = Logger(label: "backy"), source given: BackupSource? = nil) throws -> Result {
+                           log: Logger = Logger(label: "backy"), source given: BackupSource? = nil,
+                           progress: ProgressMeter? = nil) throws -> Result {
         guard !tags.isEmpty, tags.allSatisfy({ !$0.isEmpty }) else {
             throw BackyError(.usage, "no tags given (e.g. `backy backup daily`)")
         }
@@ -28,6 +29,7 @@ public enum BackupRun {
             throw BackyError(.locked, "another backup of \(job.path) is running (\(lock.path) is locked)")
         }
         defer { lock.unlock() }
+        log.debug("Holding \(lock.path) (exclusive): no other backup or expiry of this job runs")
 
         try job.removeIncomplete()
         let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
@@ -66,10 +68,15 @@ public enum BackupRun {
         let force = history.contains { $0.trust == .distrusted }
         if force { log.info("Noticed untrusted revisions - forcing full writes.") }
         let writer = ChunkWriter(job: job, session: session, threads: threads, forceRewrite: force)
+        writer.progress = progress
+        progress?.start("backup", total: 0)
+        defer { progress?.finish() }
+        log.debug("Phase: reading \(config["type"]?.string ?? "the source") with \(threads) threads; parent \(parent?.id ?? "none")\(force ? "; rewriting every chunk (distrusted revisions)" : "")")
         let ctx = BackupContext(job: job, revision: rev, parent: parent, writer: writer, session: session, log: log)
 
         do {
             let map = try source.backup(ctx)
+            log.debug("Phase: verifying the new revision against the source")
             // Chunk files may still be flushing while the verification of
             // the other blocks runs; a source waits for them (finishCommits)
             // before it reads back a chunk this run stored.
@@ -79,6 +86,7 @@ public enum BackupRun {
                 log.error("New revision does not match source - removing it.")
                 throw e
             }
+            log.debug("Phase: making chunk files durable")
             try writer.makeDurable()
             log.info("Revision \(rev.id) verification OK.")
             // Never complete a revision that names a chunk file that is gone
@@ -87,6 +95,7 @@ public enum BackupRun {
             if let first = missing.first {
                 throw BackyError(.corrupt, "\(missing.count) chunk(s) the new revision needs are missing from the store (first: \(first.hex)); they were quarantined or removed during the backup — the next backup rewrites them")
             }
+            log.debug("Phase: writing the map and completing revision \(rev.id)")
             try map.write(path: job.mapPath(rev.id))
             CrashPoints.reached(.mapWritten)
 

@@ -132,6 +132,7 @@ public final class FileSource: BackupSource {
         let data = FileSource.dataChunks(fd: src.fd, size: src.size, chunkSize: map.chunkSize, regular: src.regular)
         let indices = data.indices.filter { data[$0] }
         ctx.log.info("Performing full read of \(filename): \(src.size) bytes, \(map.chunks.count) chunks, \(map.chunks.count - indices.count) in holes")
+        ctx.log.debug("Source decision: \(src.regular ? "a regular file: holes found with SEEK_DATA are not read" : "a block device: every chunk is read"); \(indices.count) chunks to read")
         let fd = src.fd
         let name = filename
         let cs = map.chunkSize
@@ -172,9 +173,13 @@ public final class FileSource: BackupSource {
             + map.chunks.indices.filter { !map.chunks[$0].isZero && written[map.chunks[$0]] == $0 }
             + map.chunks.indices.filter { map.chunks[$0].isZero }
         let writer = ctx.writer
+        let progress = writer.progress
+        progress?.start("verify", total: Int64(map.imageSize))
+        defer { progress?.finish() }
         try Parallel.forEach(count: storedLast.count, threads: ctx.writer.threads,
                              setup: { _ in ChunkWorkspace() }) { ws, k in
             let i = storedLast[k]
+            defer { progress?.add(Int64(map.length(of: i))) }
             let second = ws.spare
             let expected = map.chunks[i]
             let len = map.length(of: i)

@@ -29,8 +29,10 @@ public enum Integrity {
 
     /// `verify`: one revision, every distrusted one, or a sample. Returns
     /// the bad chunks found. The caller holds `.purge` exclusively.
-    public static func verify(job: Job, spec: String?, sample: Double?, budget: Double?, log: Logger) throws -> [Verifier.BadChunk] {
+    public static func verify(job: Job, spec: String?, sample: Double?, budget: Double?, log: Logger,
+                              progress: ProgressMeter? = nil) throws -> [Verifier.BadChunk] {
         let verifier = Verifier(job: job, log: log)
+        verifier.progress = progress
         if let sample {
             return try verifier.sample(percent: sample, budget: budget).bad
         }
@@ -77,14 +79,18 @@ public enum Integrity {
     /// and verify); nil, without running it, if another process holds it.
     public static func exclusively<T>(_ job: Job, _ body: () throws -> T) throws -> T? {
         let lock = job.lock(".purge")
-        guard try lock.tryLock(.exclusive) else { return nil }
+        guard try lock.tryLock(.exclusive) else {
+            job.log.debug("\(lock.path) is held by another purge or verify")
+            return nil
+        }
+        job.log.debug("Holding \(lock.path) (exclusive)")
         defer { lock.unlock() }
         return try body()
     }
 
     /// `upgrade`: converts backy 2.x revisions, holding `.backup` (fails if
     /// a backup runs). `say` gets backy 2.4's progress lines.
-    public static func upgrade(job: Job, log: Logger, say: @escaping (String) -> Void) throws {
+    public static func upgrade(job: Job, log: Logger, progress: ProgressMeter? = nil, say: @escaping (String) -> Void) throws {
         let lock = job.lock(".backup")
         guard try lock.tryLock(.exclusive) else {
             throw BackyError(.locked, "a backup of \(job.path) is running (\(lock.path) is locked); try again later")
@@ -92,6 +98,7 @@ public enum Integrity {
         defer { lock.unlock() }
         let up = Upgrader(job: job, log: log)
         up.say = say
+        up.progress = progress
         try up.run()
     }
 }

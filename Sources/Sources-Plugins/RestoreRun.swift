@@ -27,19 +27,23 @@ public enum RestoreRun {
 
     @discardableResult
     public static func run(job: Job, spec: String, target: Restorer.Target, bestEffort: Bool = false, force: Bool = false,
-                           threads: Int = Parallel.defaultThreads, log: Logger) throws -> Outcome {
+                           threads: Int = Parallel.defaultThreads, log: Logger, progress: ProgressMeter? = nil) throws -> Outcome {
         let rev = try job.findComplete(spec)
         let session = try PinSession(jobPath: job.path)
         defer { session.close() }
         let gate = Gate(jobPath: job.path)
         if let mp = job.pinnableMapPath(rev) {
             try gate.shared { try session.pinMap(revision: rev.id, mapPath: mp) }
+            log.debug("Pinned the chunks of \(rev.id) (session \(session.id)): purge keeps them while this restore runs")
         }
         let image = try job.openImage(rev)
         log.info("Restoring revision \(rev.id) @ \(Timestamp.format(rev.timestamp)) [\(rev.sortedTags.joined(separator: ","))]")
         let started = Date()
         let restorer = Restorer(image: image, threads: threads, bestEffort: bestEffort,
                                 policy: policy(job: job, force: force), log: log)
+        restorer.progress = progress
+        progress?.start("restore", total: Int64(image.imageSize))
+        defer { progress?.finish() }
         let damage = try restorer.run(to: target)
         let secs = Date().timeIntervalSince(started)
         log.info("Restored \(ByteFormat.flexible(Int64(image.imageSize))) in \(String(format: "%.2f", secs)) s")

@@ -41,7 +41,7 @@ struct BackupCommand: ParsableCommand {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
             let set = Set(tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-            let result = try BackupRun.run(job: job, tags: set, log: log)
+            let result = try BackupRun.run(job: job, tags: set, log: log, progress: Operation.progress(global, log: log))
             if json {
                 var doc = StatusReport.jsonObject(result.revision)
                 doc["id"] = result.revision.id
@@ -74,7 +74,8 @@ struct RestoreCommand: ParsableCommand {
             let job = try Operation.openJob(global, log: log)
             if let p = damageReport { try RestoreRun.policy(job: job, force: force).checkReport(path: p) }
             let outcome = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
-                                             bestEffort: bestEffort, force: force, log: log)
+                                             bestEffort: bestEffort, force: force, log: log,
+                                             progress: Operation.progress(global, log: log))
             let damage = outcome.damage
             if !damage.isEmpty {
                 // Name the revision that was restored (the spec may mean

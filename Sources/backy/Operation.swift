@@ -54,6 +54,17 @@ enum Operation {
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// The progress meter of a long operation: none with -q or
+    /// --no-progress; a live line on stderr when it is a terminal (or with
+    /// --progress); otherwise a log line every 10 % or 60 s.
+    static func progress(_ g: GlobalOptions, log: Logger) -> ProgressMeter? {
+        if g.isQuiet || g.progressChoice == false { return nil }
+        if g.progressChoice == true || isatty(2) == 1 {
+            return ProgressMeter(style: .live(fd: 2), log: log)
+        }
+        return ProgressMeter(style: .log(interval: 60), log: log)
+    }
+
     /// Prints a command's result line on stdout, unless `-q` asked for
     /// errors only.
     static func say(_ g: GlobalOptions, _ line: String) {
