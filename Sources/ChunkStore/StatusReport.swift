@@ -75,9 +75,6 @@ public enum StatusReport {
     public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, legacyRevisions: Int = 0,
                                     stored: Int64? = nil, disk: Int64? = nil, now: Date = Date()) -> String {
         var s = count(chunks, "chunk")
-        if let stored, let disk {
-            s += " (\(ByteFormat.flexible(stored)) stored, \(ByteFormat.flexible(disk)) on disk for the whole job)"
-        }
         if chunks == 0 {
         } else if neverVerified > 0 {
             s += "; \(neverVerified) never verified at rest"
@@ -87,6 +84,9 @@ public enum StatusReport {
         }
         if quarantined > 0 { s += "; \(quarantined) chunk(s) in quarantine" }
         if legacyRevisions > 0 { s += "; \(legacyRevisions) revisions written by backy 2.x (`backy upgrade` converts them)" }
+        if let stored, let disk {
+            s += "; \(ByteFormat.flexible(stored)) stored, \(ByteFormat.flexible(disk)) on disk for the whole job"
+        }
         return s
     }
 

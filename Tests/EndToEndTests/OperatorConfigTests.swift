@@ -106,7 +106,7 @@ final class OperatorConfigTests: XCTestCase {
         s.addJob("one", schedule: "daily")
         s.start()
         XCTAssertTrue(s.console("run one").contains("Triggered"))
-        XCTAssertTrue(s.wait(timeout: 60) { s.revisions("one").count == 1 }, s.logText)
+        XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("one: finished backup with return code 0") }, s.logText)
         let good = try String(contentsOfFile: s.config, encoding: .utf8)
         try good.replacingOccurrences(of: "schedule: daily", with: "schedule: hourly")
             .replacingOccurrences(of: "worker-limit: 2", with: "worker-limit: many")

@@ -19,7 +19,7 @@ final class OperatorMetricsTests: XCTestCase {
         s.jobsYAML.append("  broken:\n    schedule: daily\n    source: {type: file, filename: images/missing.img}")
         s.start()
         XCTAssertTrue(s.console("runall").contains("Triggered immediate run for broken"))
-        XCTAssertTrue(s.wait(timeout: 60) { s.revisions("alpha").count == 1 }, s.logText)
+        XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("alpha: finished backup with return code 0") }, s.logText)
         XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("broken: retrying in") }, s.logText)
         // Both runs over (the backup's purge too): nothing running or queued.
         XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("alpha: finished purging") && !s.console("status").contains("running") }, s.logText)
@@ -103,7 +103,7 @@ final class OperatorMetricsTests: XCTestCase {
         s.addJob("gamma", schedule: "daily")
         s.start()
         XCTAssertTrue(s.console("run gamma").contains("Triggered"))
-        XCTAssertTrue(s.wait(timeout: 60) { s.revisions("gamma").count == 1 }, s.logText)
+        XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("gamma: finished backup with return code 0") }, s.logText)
         XCTAssertFalse(s.logText.contains("metrics"), s.logText)
         // Nothing listens on the default metrics port because of us.
         XCTAssertFalse(s.logText.contains("9750"))

@@ -84,7 +84,8 @@ final class OperatorOutputTests: XCTestCase {
         XCTAssertEqual(row2[5], "daily")
         XCTAssertEqual(row2[6], "verified")
         XCTAssertTrue(table.out.contains("\n2 revisions containing 18.00 MiB data (estimated)\n"), table.out)
-        XCTAssertTrue(table.out.contains("\n4 chunks ("), table.out)
+        XCTAssertTrue(table.out.contains("\n4 chunks; 1 never verified at rest"), table.out)
+        XCTAssertTrue(table.out.contains(" on disk for the whole job\n"), table.out)
         let json = E2E.statusRevisions(E2E.backy(["-b", t.job, "status", "--json"]).stdout)
         XCTAssertEqual(json.map { $0["complete"] as? Bool }, [false, true])
         // One revision: singular.

@@ -115,7 +115,7 @@ final class OperatorProgressTests: XCTestCase {
         s.addJob("big", schedule: "daily", size: 20 << 20)
         s.start()
         XCTAssertTrue(s.console("run big").contains("Triggered"))
-        XCTAssertTrue(s.wait(timeout: 60) { s.revisions("big").count == 1 }, s.logText)
+        XCTAssertTrue(s.wait(timeout: 60) { s.logText.contains("big: finished backup with return code 0") }, s.logText)
         let lines = s.jobLog("big").split(separator: "\n")
         let progress = lines.filter { $0.contains(" INFO backup: ") }
         XCTAssertEqual(progress.count, 5, "5 chunks: a line at each 20 %: \(s.jobLog("big"))")

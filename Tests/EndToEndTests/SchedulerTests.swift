@@ -40,14 +40,16 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertTrue(row.contains("waiting for retry (1 failed)"), row)
         XCTAssertTrue(s.jobLog("gamma").contains("Source is not ready"))
 
-        // `check` is OK (the failing job has no backup yet, so it is within its SLA).
+        // `check` is CRITICAL: the failing job never succeeded within its SLA
+        // (1.5 × 3 s after it was set up; backy 2.4 called it OK forever).
         var check = E2E.backy(["check", "-c", s.config])
         s.wait(timeout: 30) {
             check = E2E.backy(["check", "-c", s.config])
-            return check.code == 0
+            return check.code == 2
         }
-        XCTAssertEqual(check.code, 0, check.out)
-        XCTAssertTrue(check.out.hasPrefix("OK: 3 jobs within SLA | jobs=3;;;0 jobs_out_of_sla=0;;;0 oldest_last_backup_age="), check.out)
+        XCTAssertEqual(check.code, 2, check.out)
+        XCTAssertTrue(check.out.hasPrefix("CRITICAL: 1 jobs not within SLA | jobs=3;;;0 jobs_out_of_sla=1;;;0 oldest_last_backup_age="), check.out)
+        XCTAssertTrue(check.out.contains("\ngamma (never backed up; "), check.out)
         let status = try String(contentsOfFile: s.statusFile, encoding: .utf8)
         XCTAssertTrue(status.contains("job: gamma"), status)
         XCTAssertTrue(status.contains("status: waiting for retry"), status)

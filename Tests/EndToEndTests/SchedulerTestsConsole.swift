@@ -25,7 +25,7 @@ final class SchedulerConsoleEndToEndTests: XCTestCase {
         XCTAssertTrue(jobs.contains("| test01 | OK  | waiting for deadline | -                 | -         |        - |"), jobs)
         XCTAssertTrue(jobs.hasSuffix("2 jobs shown\n"), jobs)
         XCTAssertTrue(try b.ask("jobs 02").contains("1 jobs shown"))
-        XCTAssertEqual(try b.ask("jobs a b"), "Usage: jobs [REGEX]\n")
+        XCTAssertEqual(try b.ask("jobs a b"), "Usage: jobs [--json] [REGEX]\n")
         XCTAssertEqual(try c.ask("status"), """
             +----------------------+---+
             | Status               | # |

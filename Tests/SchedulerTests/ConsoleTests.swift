@@ -46,7 +46,7 @@ final class SchedulerConsoleTests: XCTestCase {
         XCTAssertEqual(run("jobs").lines.last, "3 jobs shown")
         XCTAssertEqual(run("jobs ^t.*1$").lines.last, "1 jobs shown", "REGEX is a search on the job name")
         XCTAssertEqual(run("jobs nomatch").lines.last, "0 jobs shown")
-        XCTAssertEqual(run("jobs a b").lines, ["Usage: jobs [REGEX]"])
+        XCTAssertEqual(run("jobs a b").lines, ["Usage: jobs [--json] [REGEX]"])
         XCTAssertEqual(run("jobs [").lines, ["Invalid regular expression: [ (unterminated character set)"])
     }
 
