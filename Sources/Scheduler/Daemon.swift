@@ -356,6 +356,18 @@ public final class SchedulerDaemon: @unchecked Sendable {
             _ = runChild(j, ["-b", path, "-l", path + "/backy.log", "purge"], what: "purging")
         }
         finish(j, ok: ok, interrupted: false)
+        // `check` and `backy metrics` read the status file: a run's result
+        // is in it now, not up to status-interval later.
+        wakeStatusWriter()
+    }
+
+    /// Asks the status loop to write the status file now (never called with
+    /// `cond` held: the status loop takes `statusCond`, then `cond`).
+    private func wakeStatusWriter() {
+        statusCond.lock()
+        statusWakeup = true
+        statusCond.broadcast()
+        statusCond.unlock()
     }
 
     /// A scheduled restore drill of the job's newest revision; then the next plan.
@@ -728,10 +740,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         cond.broadcast()
         cond.unlock()
-        statusCond.lock()
-        statusWakeup = true
-        statusCond.broadcast()
-        statusCond.unlock()
+        wakeStatusWriter()
         for s in services { s.reload(new) }
         let msg = "Reloaded \(new.path): \(new.jobs.count) jobs (\(added.count) added, \(changed.count) changed, \(removed.count) removed)"
         log.info("\(msg)")

@@ -57,6 +57,12 @@ final class OperatorMetricsTests: XCTestCase {
         XCTAssertEqual(try Operator.curl(["-X", "POST", "-d", "x", "http://127.0.0.1:\(mport)/metrics"]).status, 405)
 
         // backy metrics --textfile: the same series, written atomically.
+        // It reads the status file, which the scheduler writes as soon as a
+        // run has finished.
+        XCTAssertTrue(s.wait(timeout: 30) {
+            ((try? String(contentsOfFile: s.statusFile, encoding: .utf8)) ?? "").split(separator: "\n")
+                .contains { $0.contains("job: alpha,") && $0.contains(" revisions: 1,") }
+        }, (try? String(contentsOfFile: s.statusFile, encoding: .utf8)) ?? "no status file")
         let dir = E2E.tempDir(self, "textfile")
         let file = dir + "/backy.prom"
         let r = E2E.backy(["metrics", "-c", s.config, "--textfile", file])

@@ -117,14 +117,19 @@ final class DrillScheduleTests: XCTestCase {
         return Check.run(statusFile: d + "/status", now: backupTime.addingTimeInterval(0.5))
     }
 
-    /// Now, truncated to whole seconds (as the status file writes times).
-    let backupTime = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+    /// Now, truncated to whole seconds (as the status file writes times):
+    /// taken when the test runs, not when XCTest makes the test's instance
+    /// (minutes earlier in a full run, which made the status file written
+    /// by the test look newer than `now`).
+    lazy var backupTime = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
 
     func testStatusFileAndCheck() throws {
         var ok = JobStatusEntry(job: "a", sla: "OK", status: "waiting for deadline", lastTime: StatusFile.formatTime(backupTime))
         let plain = StatusFile.render([ok])
         XCTAssertFalse(plain.contains("drill"), "no drill keys without drills")
-        XCTAssertEqual(try check([ok]).output.split(separator: "|")[1].contains("drills"), false)
+        let plainCheck = try check([ok])
+        XCTAssertEqual(plainCheck.code, 0, plainCheck.output)
+        XCTAssertEqual(plainCheck.output.split(separator: "|").dropFirst().first?.contains("drills"), false, plainCheck.output)
 
         var bad = JobStatusEntry(job: "b", sla: "OK", status: "waiting for deadline", lastTime: StatusFile.formatTime(backupTime))
         (bad.drill, bad.lastDrill, bad.lastDrillResult) = ("FAILED", "2026-03-01 11:00:00 UTC", "failed: part2")
