@@ -14,6 +14,7 @@ import NIOHTTP1
 import NIOPosix
 import ServerSupport
 
+// @unchecked Sendable: `channels` is changed only by start() and stop() (one thread in turn); the connection count is `Locked`.
 public final class MetricsHTTPServer: @unchecked Sendable {
     public static let maxConnections = 16
     public static let requestTimeout: TimeAmount = .seconds(10)
@@ -68,6 +69,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
     }
 }
 
+// @unchecked Sendable: a channel handler; its state is touched only on its channel's event loop (the render result comes back through `NIOLoopBound`).
 final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -147,7 +149,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         if !isHead {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -15,6 +15,7 @@ import Prometheus
 import Scheduler
 import ServerSupport
 
+// @unchecked Sendable: `server` is set in start() and cleared in stop(), which the daemon calls from one thread in turn; everything else is `let` or `Locked`.
 public final class MetricsService: DaemonService, @unchecked Sendable {
     let daemon: SchedulerDaemon
     let log: Logger

@@ -6,6 +6,7 @@ import ChunkStore
 import Foundation
 import Logging
 
+// @unchecked Sendable: the cached usage per job is read and changed only under `lock`.
 public final class StoreUsageCache: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String: (taken: Date, usage: StoreUsage?)] = [:]

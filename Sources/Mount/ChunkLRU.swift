@@ -12,8 +12,10 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: slots, LRU clock, counters, workspaces and prefetch state are read and changed only under `cond`; `onError` is set once before the first read.
 public final class ChunkLRU: @unchecked Sendable {
     /// Chunk-sized buffers for reuse (a few; the rest are freed).
+    // @unchecked Sendable: `spare` is read and changed only under `lock`; the buffers it holds have no other owner.
     final class BufferPool: @unchecked Sendable {
         let size: Int
         private let lock = NSLock()
@@ -82,8 +84,10 @@ public final class ChunkLRU: @unchecked Sendable {
     private let maxPrefetching = 3
 
     /// Counters (for tests and the log).
-    public private(set) var loads = 0
-    public private(set) var failures = 0
+    private var loadCount = 0
+    private var failureCount = 0
+    public var loads: Int { cond.lock(); defer { cond.unlock() }; return loadCount }
+    public var failures: Int { cond.lock(); defer { cond.unlock() }; return failureCount }
 
     /// Called with each chunk that cannot be read (for the log).
     public var onError: (@Sendable (Int, Error) -> Void)?
@@ -149,7 +153,7 @@ public final class ChunkLRU: @unchecked Sendable {
         let buffer = pool.take()
         cond.lock()
         let ws = workspaces.popLast() ?? ChunkWorkspace(chunkSize: image.chunkSize)
-        loads += 1
+        loadCount += 1
         cond.unlock()
         let result: Result<Int, Error>
         do {
@@ -175,7 +179,7 @@ public final class ChunkLRU: @unchecked Sendable {
             // Not cached: the next read tries again (and fails again, with
             // the same hash-checked verdict).
             slots[i] = nil
-            failures += 1
+            failureCount += 1
             cond.broadcast()
             cond.unlock()
             pool.give(buffer)

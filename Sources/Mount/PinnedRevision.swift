@@ -10,6 +10,7 @@ import Logging
 import Glibc
 #endif
 
+// @unchecked Sendable: every stored property is a `let` set in init; Job, ImageReader and PinSession are classes from ChunkStore (Swift 5 mode) that are safe to read from several threads.
 public final class PinnedRevision: @unchecked Sendable {
     public let job: Job
     public let revision: Revision

@@ -13,6 +13,7 @@ import Logging
 import Glibc
 #endif
 
+// @unchecked Sendable: entries are changed only under `lock`; the libfuse handle, argv and loop thread are set before the FUSE loop starts and torn down after it ended (`loopDone`).
 public final class RevisionFS: @unchecked Sendable {
     public enum Node: Equatable {
         /// Bytes [offset, offset + size) of the image.

@@ -348,10 +348,12 @@ public struct LineAssembler: Sendable {
 /// Runs console commands one at a time on one queue, off the event loop.
 /// Each client submits its next command only after the previous answer was
 /// written, so clients take turns.
+// @unchecked Sendable: holds only a serial DispatchQueue.
 final class ConsoleWorker: @unchecked Sendable {
     let queue = DispatchQueue(label: "backy-console-commands")
 }
 
+// @unchecked Sendable: a channel handler; its state is touched only on its event loop (work on the worker queue hops back with `eventLoop.execute`).
 final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -407,8 +409,8 @@ final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Se
             server.refusals.refused(peer: peer, reason: why)
             closing = true
             send(context, "Too many connections (at most \(server.slots.policy.limit)); try again later.\r\n")
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                context.close(promise: nil)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
             }
             return
         }
@@ -429,8 +431,8 @@ final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Se
             server.log.info("console: closing a connection: \(reason)")
             closing = true
             send(context, "\r\nClosing the connection: \(reason).\r\n")
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                context.close(promise: nil)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
             }
         }
     }
@@ -502,7 +504,7 @@ final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Se
                     commands = []
                     var buf = context.channel.allocator.buffer(capacity: out.utf8.count)
                     buf.writeString(out)
-                    context.writeAndFlush(wrapOutboundOut(buf)).whenComplete { _ in context.close(promise: nil) }
+                    context.writeAndFlush(wrapOutboundOut(buf)).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
                     return
                 }
                 if last { out += ConsoleCommands.prompt }
@@ -532,8 +534,8 @@ final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Se
             return
         }
         closing = true
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            context.close(promise: nil)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { [channel = context.channel] _ in
+            channel.close(promise: nil)
         }
     }
 
@@ -554,6 +556,7 @@ final class ConsoleHandler: ChannelInboundHandler, SlotConnection, @unchecked Se
 
 /// The console's listeners: TCP addresses and a Unix socket, one event loop
 /// for all clients, one worker queue for their commands.
+// @unchecked Sendable: `channels` and `socketPath` are changed only by start() and stop() (one thread in turn); slots and refusals lock themselves.
 public final class ConsoleServer: @unchecked Sendable {
     let backend: ConsoleBackend
     let log: Logger

@@ -44,10 +44,12 @@ public enum JobStatusText {
     public static let failed = "failed"
 }
 
+// @unchecked Sendable: job states, counters and the configuration are read and changed only under `cond`; the status loop's flags only under `statusCond` (taken before `cond`, never after).
 public final class SchedulerDaemon: @unchecked Sendable {
     /// The version shown by the console's banner.
     public static let version = "2.4-compatible"
 
+    // @unchecked Sendable: every field is read and changed only under the daemon's `cond`.
     final class JobState: @unchecked Sendable {
         var def: JobDefinition
         var spread: Int

@@ -96,6 +96,7 @@ public struct JobHistory: Sendable {
 }
 
 /// Caches `JobHistory` per job directory, keyed by the directory's mtime.
+// @unchecked Sendable: the cache dictionary is read and changed only under `lock`.
 public final class HistoryCache: @unchecked Sendable {
     private struct Entry {
         var mtime: timespec

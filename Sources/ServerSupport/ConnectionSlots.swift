@@ -41,6 +41,7 @@ public struct SlotPolicy: Sendable {
     }
 }
 
+// @unchecked Sendable: slots and counters are read and changed only under `lock`; the sweeper runs on its own queue and takes the lock too.
 public final class ConnectionSlots<Conn: SlotConnection>: @unchecked Sendable {
     public enum Admission {
         case admitted

@@ -8,6 +8,7 @@ import Dispatch
 import Foundation
 import Logging
 
+// @unchecked Sendable: the burst counters are read and changed only under `lock`; the summary line is written from `queue`.
 public final class RefusalLog: @unchecked Sendable {
     private let log: Logger
     private let what: String
