@@ -36,15 +36,19 @@ let package = Package(
         // fork/exec with a parent-death signal and a clean descriptor table.
         .target(name: "CLinux", path: "Sources/CLinux"),
 
-        // Store, revisions, maps, locks, verify, purge. The bottom layer.
+        // How backy shows things to people: byte sizes, durations, ASCII
+        // tables. No dependencies: every layer may use it.
+        .target(name: "Presentation"),
+        // Formats, the storage seam and its directory backend, jobs and
+        // revisions, pins and locks. The bottom layer of the data path.
         .target(name: "ChunkStore", dependencies: [
-            "CZstd", "CLZO", "CLibYAML",
+            "CZstd", "CLZO", "CLibYAML", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Sources (file, ceph-rbd) behind one protocol, and the backup flow.
-        .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "CRBD"],
+        .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "Presentation", "CRBD"],
                 path: "Sources/Sources-Plugins"),
         // What both servers (NBD, console) share: connection slots with
         // limits and eviction, burst-logged refusals, Unix socket listeners.
@@ -55,7 +59,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // Schedule math, daemon, console, status file, check.
         .target(name: "Scheduler", dependencies: [
-            "SourcesPlugins", "ServerSupport", "Mount",
+            "SourcesPlugins", "ServerSupport", "Mount", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -72,7 +76,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
-            "SourcesPlugins", "ServerSupport",
+            "SourcesPlugins", "ServerSupport", "Presentation",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -80,12 +84,12 @@ let package = Package(
         // Revisions as read-only FUSE file systems (disk, partitions, their
         // files through fuse2fs), file restore and restore drills.
         .target(name: "Mount", dependencies: [
-            "ChunkStore", "CFuse3", "CBlkid", "CLinux",
+            "ChunkStore", "Presentation", "CFuse3", "CBlkid", "CLinux",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
-            "Scheduler", "NBDServer", "Mount", "BackyMetrics",
+            "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

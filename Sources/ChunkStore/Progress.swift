@@ -6,6 +6,7 @@
 // log lines printed above it; otherwise (a pipe, the scheduler's runs) a log
 // line every 10 % or 60 s.
 import Foundation
+import Presentation
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -105,7 +106,7 @@ public final class ProgressMeter: @unchecked Sendable {
         }
         s += ", \(ByteFormat.flexible(Int64(rate)))/s"
         if total > done, rate > 0 {
-            s += ", ETA \(StatusReport.age(Double(total - done) / rate))"
+            s += ", ETA \(DurationFormat.age(Double(total - done) / rate))"
         }
         return s
     }

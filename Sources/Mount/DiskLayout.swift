@@ -8,6 +8,7 @@ import ChunkStore
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Presentation
 #endif
 
 /// One partition, or the whole disk when it has no partition table.

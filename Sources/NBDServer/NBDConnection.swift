@@ -15,6 +15,7 @@ import ChunkStore
 import Foundation
 import Logging
 import NIOCore
+import Presentation
 import ServerSupport
 
 final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Sendable {

@@ -1,6 +1,8 @@
 // ByteFormat: backy 2.4's flexible byte formatter ("0 Bytes", "1 Byte",
 // "2.44 kiB", "1.00 GiB"), used in status tables.
 
+import Foundation
+
 public enum ByteFormat {
     public static func flexible(_ value: Int64) -> String {
         let units = ["kiB", "MiB", "GiB", "TiB"]

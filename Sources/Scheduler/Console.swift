@@ -27,6 +27,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Presentation
 import ServerSupport
 
 /// What the console needs of the daemon.

@@ -14,6 +14,7 @@
 
 import ChunkStore
 import Foundation
+import Presentation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,7 +91,7 @@ public struct JobStatusEntry: Equatable, Sendable {
         if let last = history.lastBackup(now: now) {
             e.lastTime = StatusFile.formatTime(last.timestamp)
             e.lastTags = last.tags.isEmpty ? "-" : schedule.sortedTags(last.tags).joined(separator: ",")
-            e.lastDuration = last.duration.map { StatusReport.formatDuration($0) } ?? "-"
+            e.lastDuration = last.duration.map { DurationFormat.seconds($0) } ?? "-"
             e.lastDurationSeconds = last.duration
             let age = now.timeIntervalSince(last.timestamp)
             if sla == .tooOld { e.slaOverdue = max(0, Int((age - limit).rounded(.down))) }

@@ -3,6 +3,7 @@
 import ArgumentParser
 import ChunkStore
 import Foundation
+import Presentation
 import SourcesPlugins
 
 struct InitCommand: ParsableCommand {

@@ -11,6 +11,7 @@ import Mount
 import Scheduler
 #if canImport(Glibc)
 import Glibc
+import Presentation
 #endif
 
 /// The job of a command: `-b DIR`, or `-c CONFIG JOB` (JOB is then the first

@@ -2,7 +2,9 @@
 // column and its summary line) and as JSON. A revision whose files are
 // damaged shows trust `damaged` (with the reason), a future-dated one is
 // flagged.
+import ChunkStore
 import Foundation
+import Presentation
 
 public enum StatusReport {
     /// What is wrong with some revisions: id → why it is damaged, and the
@@ -46,7 +48,7 @@ public enum StatusReport {
             // Saturating: damaged .rev files may claim anything.
             let (sum, overflow) = total.addingReportingOverflow(r.bytesWritten)
             total = overflow ? (r.bytesWritten > 0 ? .max : .min) : sum
-            let dur = r.duration.map { formatDuration($0) } ?? "-"
+            let dur = r.duration.map { DurationFormat.seconds($0) } ?? "-"
             let stored = r.isComplete ? r.bytesStored.map { ByteFormat.flexible($0) } ?? "-" : "-"
             t.add([Timestamp.formatSeconds(r.timestamp), r.id, ByteFormat.flexible(r.bytesWritten), stored, dur,
                    r.sortedTags.joined(separator: ","), trustText(r, flags: flags)])
@@ -66,11 +68,6 @@ public enum StatusReport {
         "\(n) \(noun)\(n == 1 ? "" : "s")"
     }
 
-    /// Seconds rounded to one decimal, as backy 2.4 prints them.
-    public static func formatDuration(_ d: Double) -> String {
-        String(format: "%.1f s", (d * 10).rounded() / 10)
-    }
-
     /// The verification coverage line under the status table.
     public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, legacyRevisions: Int = 0,
                                     stored: Int64? = nil, disk: Int64? = nil, now: Date = Date()) -> String {
@@ -78,9 +75,9 @@ public enum StatusReport {
         if chunks == 0 {
         } else if neverVerified > 0 {
             s += "; \(neverVerified) never verified at rest"
-            if let oldest { s += ", the least recently verified one \(age(now.timeIntervalSince(oldest))) ago" }
+            if let oldest { s += ", the least recently verified one \(DurationFormat.age(now.timeIntervalSince(oldest))) ago" }
         } else if let oldest {
-            s += "; all verified at rest, the least recently verified one \(age(now.timeIntervalSince(oldest))) ago (\(formatSeconds(oldest)) UTC)"
+            s += "; all verified at rest, the least recently verified one \(DurationFormat.age(now.timeIntervalSince(oldest))) ago (\(formatSeconds(oldest)) UTC)"
         }
         if quarantined > 0 { s += "; \(quarantined) chunk(s) in quarantine" }
         if legacyRevisions > 0 { s += "; \(legacyRevisions) revisions written by backy 2.x (`backy upgrade` converts them)" }
@@ -92,14 +89,6 @@ public enum StatusReport {
 
     static func formatSeconds(_ d: Date) -> String { Timestamp.formatSeconds(d) }
 
-    /// "3 d 4 h", "5 h 2 min", "40 s".
-    public static func age(_ seconds: Double) -> String {
-        let s = Int(max(0, seconds))
-        if s >= 86400 { return "\(s / 86400) d \((s % 86400) / 3600) h" }
-        if s >= 3600 { return "\(s / 3600) h \((s % 3600) / 60) min" }
-        if s >= 60 { return "\(s / 60) min" }
-        return "\(s) s"
-    }
 
     /// One revision as a JSON object (`status --json`, `backup --json`).
     public static func jsonObject(_ r: Revision, flags: Flags = Flags()) -> [String: Any] {

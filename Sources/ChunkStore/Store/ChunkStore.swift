@@ -245,7 +245,7 @@ public final class ChunkStore: @unchecked Sendable {
     }
 
     /// A store that purge and verify may not act on.
-    static func notOwn(_ what: String) -> BackyError {
+    public static func notOwn(_ what: String) -> BackyError {
         BackyError(.corrupt, "\(what): refusing to act on a chunk store that is not provably this job's own (chunks/ and its subdirectories must be real directories, not symlinks)")
     }
 

@@ -5,6 +5,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Presentation
 #endif
 
 public enum Posix {

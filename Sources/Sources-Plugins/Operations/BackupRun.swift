@@ -6,6 +6,7 @@
 import ChunkStore
 import Foundation
 import Logging
+import Presentation
 
 public enum BackupRun {
     public struct Result {

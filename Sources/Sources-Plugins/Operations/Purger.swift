@@ -4,10 +4,12 @@
 // them and without losing a chunk they rely on (docs/store-format.md). Acts
 // only on a store that is provably the job's own (no symlinks in chunks/),
 // deleting relative to directories opened without following symlinks.
+import ChunkStore
 import Foundation
 import Logging
 #if canImport(Glibc)
 import Glibc
+import Presentation
 #endif
 
 public final class Purger {

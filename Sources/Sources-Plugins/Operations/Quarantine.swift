@@ -1,6 +1,7 @@
 // Quarantine: where verify puts a chunk file that failed its check, with a
 // report (chunk name, expected and actual hash, fault, time, the revisions
 // that reference it) instead of deleting it like backy 2.4 did.
+import ChunkStore
 import Foundation
 
 public enum Quarantine {

@@ -3,6 +3,7 @@
 import ChunkStore
 import Foundation
 import Logging
+import Presentation
 
 public enum RestoreRun {
     /// What a restore did.

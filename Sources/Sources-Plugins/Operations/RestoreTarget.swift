@@ -5,6 +5,7 @@
 // the image over the newest revision's map), never the job's own source,
 // and an existing non-empty regular file only when forced. Block devices
 // and stdout are not affected by the last rule.
+import ChunkStore
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -7,6 +7,7 @@
 // out. Regular files come out sparse (zero chunks stay holes); the target is
 // never read. A bad chunk stops the restore, or with best-effort is replaced
 // by zeros and reported.
+import ChunkStore
 import Foundation
 import Logging
 #if canImport(Glibc)

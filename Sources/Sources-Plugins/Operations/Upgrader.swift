@@ -3,8 +3,10 @@
 // newest first, keeping ids, timestamps, tags, trust, parents and stats.
 // Resumable and idempotent: a revision switches format only after its new map
 // is durable and verified; a run interrupted anywhere is finished by the next.
+import ChunkStore
 import Foundation
 import Logging
+import Presentation
 
 public final class Upgrader {
     public let job: Job

@@ -5,8 +5,10 @@
 // a time budget is used. Bad chunks go to quarantine and every revision that
 // references them is distrusted. Acts only on a store that is provably the
 // job's own (no symlinks in chunks/).
+import ChunkStore
 import Foundation
 import Logging
+import Presentation
 
 public final class Verifier {
     public struct BadChunk: Sendable {

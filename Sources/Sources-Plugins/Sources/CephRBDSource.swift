@@ -23,6 +23,7 @@ import Foundation
 import Logging
 #if canImport(Glibc)
 import Glibc
+import Presentation
 #endif
 
 public final class CephRBDSource: BackupSource {
