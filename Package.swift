@@ -47,7 +47,9 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Sources (file, ceph-rbd) behind one protocol, and the backup flow.
+        // The sources (file, ceph-rbd) behind one protocol in Sources/, and
+        // what backy does to a job in Operations/: backup, restore, verify,
+        // purge, upgrade, quarantine.
         .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "Presentation", "CRBD"],
                 path: "Sources/Sources-Plugins"),
         // What both servers (NBD, console) share: connection slots with
@@ -57,9 +59,10 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
-        // Schedule math, daemon, console, status file, check.
+        // Schedule math, daemon, console, status file, check. Runs backups
+        // as child processes: it needs no source.
         .target(name: "Scheduler", dependencies: [
-            "SourcesPlugins", "ServerSupport", "Mount", "Presentation",
+            "ChunkStore", "ServerSupport", "Mount", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -76,7 +79,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
-            "SourcesPlugins", "ServerSupport", "Presentation",
+            "ChunkStore", "ServerSupport", "Presentation",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -89,7 +92,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
-            "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation",
+            "ChunkStore", "SourcesPlugins", "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -100,6 +103,9 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount"]),
         .testTarget(name: "NBDServerTests", dependencies: ["NBDServer", "TestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["Mount"]),
+        .testTarget(name: "PresentationTests", dependencies: ["Presentation"]),
+        // The command line's own pieces (status output), tested in process.
+        .testTarget(name: "BackyCLITests", dependencies: ["backy"]),
         // Runs the built `backy` binary (swift test builds it first).
         .testTarget(name: "EndToEndTests", dependencies: [
             "TestSupport",

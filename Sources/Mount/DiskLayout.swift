@@ -6,9 +6,9 @@
 import CBlkid
 import ChunkStore
 import Foundation
+import Presentation
 #if canImport(Glibc)
 import Glibc
-import Presentation
 #endif
 
 /// One partition, or the whole disk when it has no partition table.

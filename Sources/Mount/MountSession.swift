@@ -54,10 +54,10 @@ public final class MountSession {
         fs = RevisionFS(cache: cache, time: revision.revision.timestamp, log: log)
     }
 
-    /// A private session: a fresh directory under $TMPDIR (or /tmp).
+    /// A private session: a fresh directory under $TMPDIR (or /tmp;
+    /// ToolEnvironment).
     public static func privateMountpoint() throws -> String {
-        var base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
-        if base.isEmpty { base = "/tmp" }
+        let base = ToolEnvironment.current.temporaryDirectory
         var template = Array((base + "/backy-mount.XXXXXX").utf8CString)
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw BackyError.posix("cannot create a temporary directory in \(base)")

@@ -6,16 +6,13 @@
 import ChunkStore
 import Foundation
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // @unchecked Sendable: every stored property is a `let` set in init; Job, ImageReader and PinSession are classes from ChunkStore (Swift 5 mode) that are safe to read from several threads.
 public final class PinnedRevision: @unchecked Sendable {
     public let job: Job
     public let revision: Revision
     public let image: ImageReader
-    private let session: PinSession?
+    private let session: StoreSession?
 
     /// Resolves `spec` to a complete revision, pins it and opens its image.
     public init(job: Job, spec: String, log: Logger) throws {
@@ -25,29 +22,18 @@ public final class PinnedRevision: @unchecked Sendable {
             throw BackyError(.usage, "revision \(rev.id) has an unknown backend type '\(s)'")
         }
         revision = rev
-        var session: PinSession?
+        var session: StoreSession?
         do {
-            session = try PinSession(jobPath: job.path)
+            session = try job.backend.openSession()
         } catch {
             // A job on read-only media (an offline copy) cannot be purged
             // either: read it without pins.
-            guard access(job.path, W_OK) != 0 else { throw error }
+            guard !job.backend.isWritable else { throw error }
             log.warning("\(job.path) is not writable: reading revision \(rev.id) without pinning it for purge")
         }
         self.session = session
         do {
-            var mapPath = job.pinnableMapPath(rev)
-            if let session, let pinnable = mapPath {
-                try Gate(jobPath: job.path).shared { try session.pinMap(revision: rev.id, mapPath: pinnable) }
-                // Read the pinned link: it stays even if the revision goes.
-                let link = session.directory + "/" + session.id + "." + rev.id + ".map"
-                if Posix.exists(link) { mapPath = link }
-            }
-            switch rev.backend {
-            case .native: image = NativeImage(map: try ChunkMap.read(path: mapPath!), store: job.store)
-            case .legacyChunked: image = LegacyImage(map: try LegacyMap.read(path: mapPath!), store: job.store)
-            default: image = try job.openImage(rev)
-            }
+            image = try job.openPinnedImage(rev, session: session)
         } catch {
             session?.close()
             throw error

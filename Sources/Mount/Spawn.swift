@@ -15,7 +15,7 @@ public enum Spawn {
     /// which a non-login root shell may lack), or nil.
     public static func which(_ name: String) -> String? {
         if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
-        var dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        var dirs = ToolEnvironment.current.searchPath
         for d in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] where !dirs.contains(d) { dirs.append(d) }
         for d in dirs where !d.isEmpty {
             let p = d + "/" + name

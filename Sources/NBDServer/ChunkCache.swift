@@ -1,6 +1,7 @@
 // ChunkCache: a small LRU cache of decoded, hash-checked chunks shared by
-// all connections. Chunks are keyed by content id, so revisions and clients
-// that share chunks share cache entries. A chunk being loaded is loaded once:
+// all connections. Chunks are keyed by what the image names them
+// (ChunkKey): stored chunks by content, so revisions and clients that share
+// chunks share cache entries; other bytes by their image and range. A chunk being loaded is loaded once:
 // later requesters queue a callback. Entries are NIO ByteBuffers, so replies
 // send slices of them without copying; an evicted chunk's memory lives on
 // only while a reply still references it.
@@ -9,12 +10,7 @@ import Foundation
 import NIOCore
 
 public final class ChunkCache: @unchecked Sendable {
-    public enum Key: Hashable, Sendable {
-        /// Content-addressed chunk of the store.
-        case id(ChunkID)
-        /// A chunk of an image without ids (test images): image and index.
-        case local(ObjectIdentifier, Int)
-    }
+    public typealias Key = ChunkKey
 
     public typealias Callback = (Result<ByteBuffer, Error>) -> Void
 
@@ -40,10 +36,7 @@ public final class ChunkCache: @unchecked Sendable {
         self.pool = pool
     }
 
-    public static func key(_ image: ImageReader, _ i: Int) -> Key {
-        if let n = image as? NativeImage { return .id(n.map.chunks[i]) }
-        return .local(ObjectIdentifier(image), i)
-    }
+    public static func key(_ image: ImageReader, _ i: Int) -> Key { image.chunkKey(i) }
 
     /// The chunk if it is cached (and marks it used).
     public func lookup(_ key: Key) -> ByteBuffer? {

@@ -29,8 +29,9 @@ public struct NBDServerConfig: Sendable {
     public var tlsPSKFile: String?
     /// Per-connection throwaway copy-on-write overlays instead of read-only exports.
     public var writable = false
-    /// Where overlay files are created (and unlinked at once).
-    public var overlayDirectory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/var/tmp"
+    /// Where overlay files are created (and unlinked at once); the command
+    /// line sets $TMPDIR.
+    public var overlayDirectory = "/var/tmp"
     /// Disk space all overlays together may use.
     public var overlayLimit: UInt64 = 1 << 30
     /// Decoded chunks kept in memory (4 MiB each).
@@ -58,21 +59,9 @@ public struct NBDServerConfig: Sendable {
     /// Seconds to let in-flight requests finish when stopping.
     public var shutdownGrace = 10.0
 
+    /// The defaults; the command line applies the tuning knobs of the
+    /// environment (docs/nbd.md).
     public init() {}
-
-    /// The defaults, with tuning overrides from the environment:
-    /// BACKY_NBD_WORKERS, BACKY_NBD_READAHEAD (chunks), BACKY_NBD_INFLIGHT_MIB,
-    /// BACKY_NBD_EVENT_LOOPS.
-    public static func fromEnvironment() -> NBDServerConfig {
-        var c = NBDServerConfig()
-        let env = ProcessInfo.processInfo.environment
-        func int(_ k: String) -> Int? { env[k].flatMap { Int($0) } }
-        if let v = int("BACKY_NBD_WORKERS"), v > 0 { c.workers = v }
-        if let v = int("BACKY_NBD_READAHEAD"), v >= 0 { c.readAhead = v }
-        if let v = int("BACKY_NBD_INFLIGHT_MIB"), v > 0 { c.maxInflightBytes = v << 20 }
-        if let v = int("BACKY_NBD_EVENT_LOOPS"), v > 0 { c.eventLoops = v }
-        return c
-    }
 }
 
 /// What every connection shares.

@@ -15,7 +15,6 @@
 
 import ChunkStore
 import Foundation
-import SourcesPlugins
 
 /// A configuration problem: one line of text for the operator.
 public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -409,12 +408,12 @@ public struct SchedulerConfig: Sendable {
     /// `filename` of a file source absolute.
     static func validateSource(_ source: inout YAMLMap, key: String, job: YAMLMap, problems p: Problems, configDir: String) throws {
         guard let tv = source["type"] else {
-            throw p.error(job, "source", "missing type (one of \(SourceFactory.knownTypes.joined(separator: ", ")))", prefix: key.dropLastComponent, keySuffix: ".type")
+            throw p.error(job, "source", "missing type (one of \(SourceTypes.known.joined(separator: ", ")))", prefix: key.dropLastComponent, keySuffix: ".type")
         }
-        guard let type = tv.string, SourceFactory.knownTypes.contains(type) else {
-            throw p.error(source, "type", "unknown source type \(show(tv)) (known: \(SourceFactory.knownTypes.joined(separator: ", ")))", prefix: key)
+        guard let type = tv.string, SourceTypes.known.contains(type) else {
+            throw p.error(source, "type", "unknown source type \(show(tv)) (known: \(SourceTypes.known.joined(separator: ", ")))", prefix: key)
         }
-        p.warnUnknown(source, known: SourceFactory.knownKeys(type: type), prefix: key)
+        p.warnUnknown(source, known: SourceTypes.knownKeys(type: type), prefix: key)
         func need(_ k: String) throws {
             guard let v = source[k] else {
                 throw p.error(job, "source", "missing \(k) (required for type \(type))", prefix: key.dropLastComponent, keySuffix: ".\(k)")

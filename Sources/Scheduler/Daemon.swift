@@ -114,24 +114,26 @@ public final class SchedulerDaemon: @unchecked Sendable {
     private var console: ConsoleServer?
     private var daemonLock: FileLock?
 
-    public init(config: SchedulerConfig, command: String? = nil, log: Logger = Logger(label: "backy")) {
+    /// `command`: the backy binary to run (`resolveCommand`).
+    public init(config: SchedulerConfig, command: String, log: Logger = Logger(label: "backy")) {
         self.config = config
         self.log = log
-        self.command = command ?? SchedulerDaemon.resolveCommand()
+        self.command = command
         cache = HistoryCache(log: log)
     }
 
-    /// The `backy` executable to run: `$BACKY_CMD`, else this process's own binary
-    /// (argv[0] made absolute, or /proc/self/exe).
-    public static func resolveCommand() -> String {
-        if let env = ProcessInfo.processInfo.environment["BACKY_CMD"], !env.isEmpty { return env }
+    /// The `backy` executable to run: `given` ($BACKY_CMD), else this
+    /// process's own binary (argv[0] made absolute, found in `searchPath`,
+    /// or /proc/self/exe).
+    public static func resolveCommand(given: String?, searchPath: [String]) -> String {
+        if let given, !given.isEmpty { return given }
         let arg0 = CommandLine.arguments.first ?? "backy"
         if arg0.contains("/") {
             let abs = arg0.hasPrefix("/") ? arg0 : FileManager.default.currentDirectoryPath + "/" + arg0
             let std = SchedulerConfig.standardize(abs)
             if access(std, X_OK) == 0 { return std }
         } else {
-            for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            for dir in searchPath {
                 let cand = dir + "/" + arg0
                 if access(cand, X_OK) == 0, !Posix.isDirectory(cand) {
                     return cand.hasPrefix("/") ? cand : SchedulerConfig.standardize(FileManager.default.currentDirectoryPath + "/" + cand)

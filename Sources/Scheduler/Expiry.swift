@@ -37,13 +37,13 @@ public enum Expiry {
     @discardableResult
     public static func run(jobPath: String, jobName: String, schedule: Schedule, now: Date = Date(),
                            log: Logger = Logger(label: "backy")) throws -> Outcome? {
-        let lock = FileLock(path: jobPath + "/.backup")
+        let job = try Job(path: jobPath, logger: log)
+        let lock = job.lock(.backup)
         guard try lock.tryLock(.exclusive) else {
             log.info("\(jobName): not expiring now: a backup is running (\(lock.path) is locked)")
             return nil
         }
         defer { lock.unlock() }
-        let job = try Job(path: jobPath, logger: log)
         let revisions = try job.scan()
         let byID = Dictionary(revisions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let history = revisions.map {

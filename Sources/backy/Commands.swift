@@ -42,7 +42,9 @@ struct BackupCommand: ParsableCommand {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
             let set = Set(tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-            let result = try BackupRun.run(job: job, tags: set, log: log, progress: Operation.progress(global, log: log))
+            let result = try BackupRun.run(job: job, tags: set, options: BackyEnvironment.dataPath,
+                                           sourceOptions: BackyEnvironment.sources, log: log,
+                                           progress: Operation.progress(global, log: log))
             if json {
                 var doc = StatusReport.jsonObject(result.revision)
                 doc["id"] = result.revision.id
@@ -75,7 +77,7 @@ struct RestoreCommand: ParsableCommand {
             let job = try Operation.openJob(global, log: log)
             if let p = damageReport { try RestoreRun.policy(job: job, force: force).checkReport(path: p) }
             let outcome = try RestoreRun.run(job: job, spec: revision, target: target == "-" ? .stdout : .path(target),
-                                             bestEffort: bestEffort, force: force, log: log,
+                                             bestEffort: bestEffort, force: force, options: BackyEnvironment.dataPath, log: log,
                                              progress: Operation.progress(global, log: log))
             let damage = outcome.damage
             if !damage.isEmpty {
@@ -104,7 +106,7 @@ struct FindCommand: ParsableCommand {
         try Operation.run(global, quiet: true) { log in
             let job = try Operation.openJob(global, log: log, jobLog: false)
             let rev = try job.find(revision)
-            print(rev.backend == .native ? job.mapPath(rev.id) : job.legacyImagePath(rev.id))
+            print(job.dataLocation(rev))
             return 0
         }
     }

@@ -62,7 +62,8 @@ struct VerifyCommand: ParsableCommand {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
             guard let bad = try Integrity.exclusively(job, {
-                try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget, log: log,
+                try Integrity.verify(job: job, spec: revision, sample: sample, budget: budget,
+                                     options: BackyEnvironment.dataPath, log: log,
                                      progress: Operation.progress(global, log: log))
             }) else {
                 print("Failed to get exclusive lock for 'verify'. Continuing.")
@@ -146,7 +147,8 @@ struct UpgradeCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let job = try Operation.openJob(global, log: log)
-            try Integrity.upgrade(job: job, log: log, progress: Operation.progress(global, log: log)) { Operation.say(global, $0) }
+            try Integrity.upgrade(job: job, options: BackyEnvironment.dataPath, log: log,
+                                  progress: Operation.progress(global, log: log)) { Operation.say(global, $0) }
             return 0
         }
     }

@@ -8,10 +8,10 @@ import ChunkStore
 import Foundation
 import Logging
 import Mount
+import Presentation
 import Scheduler
 #if canImport(Glibc)
 import Glibc
-import Presentation
 #endif
 
 /// The job of a command: `-b DIR`, or `-c CONFIG JOB` (JOB is then the first

@@ -120,7 +120,7 @@ enum NBDServerSettings {
                      tls: String? = nil, tlsCertificates: String? = nil, tlsPSK: String? = nil, writable: Bool? = nil,
                      cacheMiB: Int? = nil, bufferMiB: Int? = nil, overlayDir: String? = nil, overlayMiB: Int? = nil,
                      maxConnections: Int? = nil, handshakeTimeout: Int? = nil, idleTimeout: Int? = nil) -> NBDServerConfig {
-        var c = NBDServerConfig.fromEnvironment()
+        var c = BackyEnvironment.nbdServerConfig()
         let sock = unix ?? s.unix
         c.unixPath = sock.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
         c.unixGroup = unixGroup ?? s.unixGroup

@@ -20,7 +20,8 @@ struct SchedulerCommand: ParsableCommand {
     func run() throws {
         try Operation.run(global) { log in
             let cfg = try SchedulerConfig.load(path: config)
-            let daemon = SchedulerDaemon(config: cfg, log: log)
+            let daemon = SchedulerDaemon(config: cfg, command: SchedulerDaemon.resolveCommand(
+                given: BackyEnvironment.backyCommand, searchPath: BackyEnvironment.searchPath), log: log)
             daemon.services = [NBDInScheduler(log: log), MetricsService(daemon: daemon, log: log)]
             return try daemon.run()
         }

@@ -3,6 +3,7 @@
 import ArgumentParser
 import ChunkStore
 import Foundation
+import Mount
 
 struct Backy: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,13 +22,15 @@ struct Backy: ParsableCommand {
 }
 
 setvbuf(stdout, nil, _IOLBF, 0)
+ToolEnvironment.current = BackyEnvironment.tools
 // Tests only: die at a named step of a backup's writes (CrashPoints).
-if let spec = ProcessInfo.processInfo.environment["BACKY_CRASH_AT"], !spec.isEmpty {
+if let spec = BackyEnvironment.crashAt {
     do {
         let (point, hit) = try CrashPoints.parse(spec)
         CrashPoints.arm(point, hit: hit)
     } catch {
-        FileHandle.standardError.write(Data("Error: BACKY_CRASH_AT: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("Error: BACKY_CRASH_AT: \(error)
+".utf8))
         exit(2)
     }
 }

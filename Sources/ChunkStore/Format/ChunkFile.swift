@@ -1,6 +1,8 @@
-// ChunkFile: the byte layout of one chunk file (docs/store-format.md):
-// a 16-byte header (magic "BKYC", version, codec, uncompressed length,
-// payload length) followed by the payload, zstd-compressed or raw.
+// ChunkFile: the byte layout of one stored chunk (docs/store-format.md,
+// "Chunks"): a 16-byte header (magic "BKYC", version, codec, uncompressed
+// length, payload length) followed by the payload, zstd-compressed or raw;
+// and ChunkFileCodec, the one encoder and decoder of it that every backend's
+// chunks go through.
 
 public enum ChunkCodec: UInt8, Sendable {
     case raw = 0
@@ -51,32 +53,77 @@ public struct ChunkHeader: Equatable, Sendable {
     }
 }
 
-/// Why a chunk could not be read back.
-public enum ChunkFault: Error, Equatable, Sendable, CustomStringConvertible {
-    case missing
-    case truncated(String)
-    case corrupt(String)
-    case hashMismatch(actual: String)
-    case io(String)
+/// Encodes chunks into the chunk-file format and decodes stored ones.
+public enum ChunkFileCodec {
+    /// Encodes `data` (a chunk's uncompressed bytes) with the workspace's
+    /// compressor: the payload is zstd when that saves at least 1/32 of the
+    /// bytes, else `data` itself (not copied). Header and zstd payload lie
+    /// in `ws.file`, one after the other.
+    public static func encode(_ data: UnsafeRawBufferPointer, workspace ws: ChunkWorkspace) -> EncodedChunk {
+        let n = data.count
+        var codec = ChunkCodec.raw
+        var payloadLength = n
+        let out = UnsafeMutableRawBufferPointer(rebasing: ws.file[ChunkHeader.size...])
+        if let c = ws.compressor.compress(data, into: out), c < n - n / 32 {
+            codec = .zstd
+            payloadLength = c
+        }
+        ChunkHeader(codec: codec, uncompressedLength: UInt32(n), payloadLength: UInt32(payloadLength))
+            .encode(to: ws.file.baseAddress!)
+        let header = UnsafeRawBufferPointer(rebasing: ws.file[0..<ChunkHeader.size])
+        let payload = codec == .zstd
+            ? UnsafeRawBufferPointer(rebasing: ws.file[ChunkHeader.size..<(ChunkHeader.size + payloadLength)])
+            : data
+        return EncodedChunk(header: header, payload: payload)
+    }
 
-    public var description: String {
-        switch self {
-        case .missing: return "chunk file is missing"
-        case .truncated(let s): return "chunk file is truncated (\(s))"
-        case .corrupt(let s): return "chunk file is corrupt (\(s))"
-        case .hashMismatch(let a): return "content hash mismatch (data hashes to \(a))"
-        case .io(let s): return "read error: \(s)"
+    /// Reads a stored chunk and decodes it into `out` (`ws.file` is
+    /// scratch): the header, its lengths against the object's size, then the
+    /// payload (a raw one straight into `out`), decompressed. Returns the
+    /// uncompressed length. The caller checks the hash. Throws `ChunkFault`.
+    public static func decode(_ o: StoredObject, into out: UnsafeMutableRawBufferPointer,
+                              workspace ws: ChunkWorkspace) throws -> Int {
+        do {
+            let fileSize = o.size
+            let got = try o.read(into: ws.file.baseAddress!, count: ChunkHeader.size, at: 0)
+            let header: ChunkHeader
+            switch ChunkHeader.decode(UnsafeRawBufferPointer(rebasing: ws.file[0..<got])) {
+            case .success(let h): header = h
+            case .failure(let f): throw f
+            }
+            let pl = Int(header.payloadLength)
+            let ul = Int(header.uncompressedLength)
+            if fileSize < ChunkHeader.size + pl {
+                throw ChunkFault.truncated("\(fileSize - ChunkHeader.size) of \(pl) payload bytes")
+            }
+            if fileSize > ChunkHeader.size + pl {
+                throw ChunkFault.corrupt("\(fileSize - ChunkHeader.size - pl) trailing bytes")
+            }
+            if ul > out.count || pl > ws.file.count - ChunkHeader.size {
+                throw ChunkFault.corrupt("length \(ul) exceeds the chunk size")
+            }
+            switch header.codec {
+            case .raw:
+                let r = try o.read(into: out.baseAddress!, count: pl, at: ChunkHeader.size)
+                if r != pl { throw ChunkFault.truncated("\(r) of \(pl) payload bytes") }
+                return pl
+            case .zstd:
+                let r = try o.read(into: ws.file.baseAddress! + ChunkHeader.size, count: pl, at: ChunkHeader.size)
+                if r != pl { throw ChunkFault.truncated("\(r) of \(pl) payload bytes") }
+                let payload = UnsafeRawBufferPointer(rebasing: ws.file[ChunkHeader.size..<(ChunkHeader.size + pl)])
+                let n: Int
+                do {
+                    n = try ws.decompressor.decompress(payload, into: UnsafeMutableRawBufferPointer(rebasing: out[0..<ul]))
+                } catch {
+                    throw ChunkFault.corrupt("\(error)")
+                }
+                if n != ul { throw ChunkFault.corrupt("decompressed \(n) bytes, header says \(ul)") }
+                return n
+            }
+        } catch let f as ChunkFault {
+            throw f
+        } catch {
+            throw ChunkFault.io("\(error)")
         }
     }
-}
-
-/// A chunk that failed to read, with its name (64 hex digits for native
-/// chunks, 32 for backy 2.4's) and, for native chunks, its id.
-public struct ChunkReadError: Error, CustomStringConvertible {
-    public let id: ChunkID
-    public let name: String
-    public let fault: ChunkFault
-    public init(id: ChunkID, fault: ChunkFault) { self.id = id; self.name = id.hex; self.fault = fault }
-    public init(name: String, fault: ChunkFault) { self.id = .zero; self.name = name; self.fault = fault }
-    public var description: String { "chunk \(name): \(fault)" }
 }

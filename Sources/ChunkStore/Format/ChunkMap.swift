@@ -1,12 +1,10 @@
 // ChunkMap: the binary map of one native revision, `<id>.map`: a 64-byte
 // header (magic, version, chunk size, image size, count, SHA-256 over header
 // fields and digests) followed by one 32-byte chunk id per chunk of the image.
-// Written once (temp, fsync, rename, directory fsync); read with one read.
+// Written once, durably; read with one read after its header was checked
+// against its size.
 import Crypto
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 public struct ChunkMap: Equatable, Sendable {
     public static let magic: [UInt8] = Array("BACKYMAP".utf8)
@@ -139,54 +137,25 @@ public struct ChunkMap: Equatable, Sendable {
         }
     }
 
-    /// Opens a map file and checks its header against its size; returns
-    /// the descriptor (the caller closes it) and the header. A missing file
-    /// is `.notFound` (with errno ENOENT); any other failure `.io` or
-    /// `.corrupt`.
-    static func openChecked(path: String) throws -> (fd: Int32, header: Header) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        if fd < 0 {
-            let e = errno
-            if e == ENOENT { throw BackyError(.notFound, "\(path): map file is missing", errno: e) }
-            throw BackyError.posix("cannot open map \(path)", e)
+    /// Reads a stored map's header and checks it against the object's size.
+    public static func readHeader(from o: StoredObject, location: String) throws -> Header {
+        guard o.isPlain else { throw invalid(location, "not a regular file") }
+        var raw = [UInt8](repeating: 0, count: headerSize)
+        let n = try raw.withUnsafeMutableBytes { try o.read(into: $0, at: 0) }
+        let h = try raw.withUnsafeBytes { try decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: location) }
+        guard Int64(o.size) == Int64(h.fileSize) else {
+            throw invalid(location, "\(o.size) bytes, expected \(h.fileSize)")
         }
-        do {
-            var st = stat()
-            if fstat(fd, &st) != 0 { throw BackyError.posix("cannot stat \(path)") }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw invalid(path, "not a regular file") }
-            var raw = [UInt8](repeating: 0, count: headerSize)
-            let n = try raw.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, headerSize, 0, path: path) }
-            let h = try raw.withUnsafeBytes { try decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: path) }
-            guard Int64(st.st_size) == Int64(h.fileSize) else {
-                throw invalid(path, "\(st.st_size) bytes, expected \(h.fileSize)")
-            }
-            return (fd, h)
-        } catch {
-            Glibc.close(fd)
-            throw error
-        }
-    }
-
-    /// Reads only the header (and checks the file's size against it).
-    public static func readHeader(path: String) throws -> Header {
-        let (fd, h) = try openChecked(path: path)
-        Glibc.close(fd)
         return h
     }
 
-    /// Reads and checks a whole map. Never allocates more than the file
-    /// holds, whatever its header claims.
-    public static func read(path: String) throws -> ChunkMap {
-        let (fd, h) = try openChecked(path: path)
-        defer { Glibc.close(fd) }
+    /// Reads and checks a whole stored map. Never allocates more than the
+    /// object holds, whatever its header claims.
+    public static func read(from o: StoredObject, location: String) throws -> ChunkMap {
+        let h = try readHeader(from: o, location: location)
         var bytes = [UInt8](repeating: 0, count: h.fileSize)
-        let n = try bytes.withUnsafeMutableBytes { try Posix.preadFull(fd, $0.baseAddress!, $0.count, 0, path: path) }
-        guard n == h.fileSize else { throw invalid(path, "\(n) bytes, expected \(h.fileSize)") }
-        return try decode(bytes, path: path)
-    }
-
-    /// Writes the map durably: temp, fsync, rename, directory fsync.
-    public func write(path: String) throws {
-        try Posix.writeFileAtomically(path, encode(), mode: 0o440, durable: true, crashPoint: .mapBeforeRename)
+        let n = try bytes.withUnsafeMutableBytes { try o.read(into: $0, at: 0) }
+        guard n == h.fileSize else { throw invalid(location, "\(n) bytes, expected \(h.fileSize)") }
+        return try decode(bytes, path: location)
     }
 }

@@ -139,17 +139,4 @@ public struct Revision: Sendable, Equatable {
         return Revision(id: id, timestamp: ts, parent: parent, tags: tags, trust: trust, backend: backend,
                         stats: stats, extra: m)
     }
-
-    public static func load(path: String) throws -> Revision {
-        let bytes = try Posix.readFile(path, limit: Posix.Limit.metadata)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw BackyError(.corrupt, "\(path): not UTF-8 text")
-        }
-        return try parse(text, path: path)
-    }
-
-    /// Writes the file through temp + rename (mode 0440); durable when asked.
-    public func write(path: String, durable: Bool = true, crashPoint: CrashPoint? = nil) throws {
-        try Posix.writeFileAtomically(path, Array(yaml().utf8), mode: 0o440, durable: durable, crashPoint: crashPoint)
-    }
 }

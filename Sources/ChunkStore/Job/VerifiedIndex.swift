@@ -1,5 +1,6 @@
 // VerifiedIndex: when each chunk was last read back and found good by
-// `verify`, in one small file per job (`<job>/verified`): 12 bytes per chunk
+// `verify`, in one small object per job (`<job>/verified` in a job
+// directory, docs/store-format.md): 12 bytes per chunk
 // (the id's first 8 bytes and a u32 of Unix seconds), sorted. Lets sampling
 // verify the least recently verified chunks first and `status` report the
 // age of the oldest.
@@ -13,7 +14,8 @@ public struct VerifiedIndex: Sendable {
 
     public init() {}
 
-    public static func path(_ job: Job) -> String { job.path + "/" + fileName }
+    /// Where the job's index is stored (a file in a job directory).
+    public static func path(_ job: Job) -> String { job.backend.location(of: .verifiedIndex) }
 
     /// The job's index; empty if there is none yet. One that cannot be read
     /// is an error (a read error is not "never verified": saving would
@@ -22,7 +24,7 @@ public struct VerifiedIndex: Sendable {
         var idx = VerifiedIndex()
         let bytes: [UInt8]
         do {
-            bytes = try Posix.readFile(path(job), limit: Posix.Limit.map)
+            bytes = try job.backend.read(.verifiedIndex, limit: Posix.Limit.map)
         } catch let e as BackyError where e.isNoSuchFile {
             return idx
         } catch let e as BackyError where e.kind == .corrupt {
@@ -75,6 +77,6 @@ public struct VerifiedIndex: Sendable {
                 b.storeBytes(of: times[k]!.littleEndian, toByteOffset: 24 + 12 * i, as: UInt32.self)
             }
         }
-        try Posix.writeFileAtomically(VerifiedIndex.path(job), out, mode: 0o644)
+        try job.backend.write(.verifiedIndex, out, durable: true)
     }
 }

@@ -13,7 +13,9 @@ public final class ChunkWorkspace {
     public let compressor: ZstdCompressor
     public let decompressor: ZstdDecompressor
 
-    public init(chunkSize: Int = ChunkWorkspace.chunkSize, level: Int32 = ChunkStore.defaultLevel) {
+    /// `level`: the zstd level of chunks this workspace encodes
+    /// (`DataPathOptions.zstdLevel`).
+    public init(chunkSize: Int = ChunkWorkspace.chunkSize, level: Int32 = DataPathOptions.defaultZstdLevel) {
         data = .allocate(byteCount: chunkSize, alignment: 4096)
         file = .allocate(byteCount: max(ChunkHeader.size + max(ZstdCompressor.bound(chunkSize), chunkSize),
                                         LZO.maxFrameSize(uncompressed: chunkSize)), alignment: 4096)

@@ -3,9 +3,9 @@
 // typed directory listings, path resolution), so every failure carries the
 // path and errno text; whole-file reads have a size limit per kind of file.
 import Foundation
+import Presentation
 #if canImport(Glibc)
 import Glibc
-import Presentation
 #endif
 
 public enum Posix {

@@ -1,5 +1,6 @@
-// BackupRun: the flow of `backy backup TAGS` (backy 2.4 §5.1, with its
-// weaknesses fixed): lock, clean incomplete revisions, check the source,
+// BackupRun: the flow of `backy backup TAGS` (backy 2.4's, with its
+// weaknesses fixed; docs/store-format.md, "Order of writes in a backup"):
+// lock, clean incomplete revisions and dead sessions, check the source,
 // create the revision, read, verify, make chunks durable, then write the map
 // and mark the revision complete. A failed verification removes the revision
 // and is an error (exit 1), so schedulers back off.
@@ -16,7 +17,8 @@ public enum BackupRun {
 
     /// Runs one backup of `job` with `tags`. Throws on any failure, after
     /// removing the incomplete revision.
-    public static func run(job: Job, tags: Set<String>, threads: Int = Parallel.defaultThreads,
+    public static func run(job: Job, tags: Set<String>, options: DataPathOptions = DataPathOptions(),
+                           sourceOptions: SourceOptions = SourceOptions(),
                            log: Logger = Logger(label: "backy"), source given: BackupSource? = nil,
                            progress: ProgressMeter? = nil) throws -> Result {
         guard !tags.isEmpty, tags.allSatisfy({ !$0.isEmpty }) else {
@@ -25,7 +27,7 @@ public enum BackupRun {
         for t in tags where t.contains(where: { $0 == "," || $0.isWhitespace || $0.isNewline }) {
             throw BackyError(.usage, "invalid tag '\(t)'")
         }
-        let lock = job.lock(".backup")
+        let lock = job.lock(.backup)
         guard try lock.tryLock(.exclusive) else {
             throw BackyError(.locked, "another backup of \(job.path) is running (\(lock.path) is locked)")
         }
@@ -33,12 +35,12 @@ public enum BackupRun {
         log.debug("Holding \(lock.path) (exclusive): no other backup or expiry of this job runs")
 
         try job.removeIncomplete()
-        let cleaned = try PinSession.cleanDead(jobPath: job.path, store: job.store)
+        let cleaned = try job.backend.cleanDeadSessions()
         if cleaned.tempFiles > 0 || cleaned.sessions > 0 {
             log.info("Removed \(cleaned.tempFiles) temp files of \(cleaned.sessions) interrupted sessions")
         }
         let config = try job.sourceConfig()
-        let source = try given ?? SourceFactory.make(config: config, configPath: job.configPath)
+        let source = try given ?? SourceFactory.make(config: config, configPath: job.configPath, options: sourceOptions)
         let started = Date()
         try source.ready()
         try job.store.create()
@@ -50,7 +52,7 @@ public enum BackupRun {
             // Continue backy 2.4's chain: its newest revision becomes native
             // (from the local store) so the next backup can be differential.
             log.info("Upgrading revision \(last.id) (written by backy 2.4) to continue its chain")
-            try Upgrader(job: job, log: log, threads: threads).convert(last)
+            try Upgrader(job: job, log: log, options: options).convert(last)
             history = try job.history()
         }
         let parent = Job.usable(history, now: started).last
@@ -58,9 +60,9 @@ public enum BackupRun {
         try job.save(rev)
         log.info("New revision \(rev.id) [\(rev.sortedTags.joined(separator: ","))]")
 
-        let session: PinSession
+        let session: StoreSession
         do {
-            session = try PinSession(jobPath: job.path)
+            session = try job.backend.openSession()
         } catch {
             try? job.removeRevision(rev.id)
             throw error
@@ -68,19 +70,19 @@ public enum BackupRun {
         defer { session.close() }
         let force = history.contains { $0.trust == .distrusted }
         if force { log.info("Noticed untrusted revisions - forcing full writes.") }
-        let writer = ChunkWriter(job: job, session: session, threads: threads, forceRewrite: force)
+        let writer = ChunkWriter(job: job, session: session, options: options, forceRewrite: force)
         writer.progress = progress
         progress?.start("backup", total: 0)
         defer { progress?.finish() }
-        log.debug("Phase: reading \(config["type"]?.string ?? "the source") with \(threads) threads; parent \(parent?.id ?? "none")\(force ? "; rewriting every chunk (distrusted revisions)" : "")")
+        log.debug("Phase: reading \(config["type"]?.string ?? "the source") with \(options.threads) threads; parent \(parent?.id ?? "none")\(force ? "; rewriting every chunk (distrusted revisions)" : "")")
         let ctx = BackupContext(job: job, revision: rev, parent: parent, writer: writer, session: session, log: log)
 
         do {
             let map = try source.backup(ctx)
             log.debug("Phase: verifying the new revision against the source")
-            // Chunk files may still be flushing while the verification of
-            // the other blocks runs; a source waits for them (finishCommits)
-            // before it reads back a chunk this run stored.
+            // Chunks may still be committing while the verification of the
+            // other blocks runs; BackupCheck waits for them before it reads
+            // back a chunk this run stored.
             do {
                 try source.verify(ctx, map: map)
             } catch let e as BackyError where e.kind == .verification {
@@ -97,7 +99,7 @@ public enum BackupRun {
                 throw BackyError(.corrupt, "\(missing.count) chunk(s) the new revision needs are missing from the store (first: \(first.hex)); they were quarantined or removed during the backup — the next backup rewrites them")
             }
             log.debug("Phase: writing the map and completing revision \(rev.id)")
-            try map.write(path: job.mapPath(rev.id))
+            try job.backend.write(.map(rev.id), map.encode(), durable: true, crashPoint: .mapBeforeRename)
             CrashPoints.reached(.mapWritten)
 
             let s = writer.stats
@@ -125,7 +127,7 @@ public enum BackupRun {
             log.info("Backup \(rev.id) complete: \(map.chunks.count) chunks, \(s.chunksWritten) written (\(ByteFormat.flexible(s.bytesStored)) stored), \(s.chunksReused) reused, \(rev.stats["chunks_zero"]!.int!) zero; \(String(format: "%.2f", duration)) s, \(String(format: "%.0f", mbps)) MB/s")
             source.finish(ctx, succeeded: true, keep: rev)
             session.close()
-            verifyNewestDistrusted(job: job, log: log)
+            verifyNewestDistrusted(job: job, options: options, log: log)
             return Result(revision: rev, stats: s)
         } catch {
             source.finish(ctx, succeeded: false, keep: parent)
@@ -138,20 +140,20 @@ public enum BackupRun {
         }
     }
 
-    /// backy 2.4 §5.1 step 8: while revisions are distrusted, each backup
-    /// verifies the newest distrusted one, so distrust resolves itself.
-    static func verifyNewestDistrusted(job: Job, log: Logger) {
+    /// As in backy 2.4: while revisions are distrusted, each backup verifies
+    /// the newest distrusted one, so distrust resolves itself.
+    static func verifyNewestDistrusted(job: Job, options: DataPathOptions, log: Logger) {
         guard let history = try? job.history(),
               let target = history.last(where: { $0.trust == .distrusted && $0.stats["distrust_reason"] == nil }) else { return }
         log.info("Found inconsistent revision(s). Performing single verification.")
-        let lock = job.lock(".purge")
+        let lock = job.lock(.purge)
         guard (try? lock.tryLock(.exclusive)) == true else {
             log.warning("Failed to get exclusive lock for 'verify'. Skipping the verification of \(target.id).")
             return
         }
         defer { lock.unlock() }
         do {
-            _ = try Verifier(job: job, log: log).verify(revision: target)
+            _ = try Verifier(job: job, log: log, threads: options.threads).verify(revision: target)
         } catch {
             log.error("Verification of \(target.id) failed: \(error)")
         }

@@ -29,9 +29,9 @@ public enum Integrity {
 
     /// `verify`: one revision, every distrusted one, or a sample. Returns
     /// the bad chunks found. The caller holds `.purge` exclusively.
-    public static func verify(job: Job, spec: String?, sample: Double?, budget: Double?, log: Logger,
-                              progress: ProgressMeter? = nil) throws -> [Verifier.BadChunk] {
-        let verifier = Verifier(job: job, log: log)
+    public static func verify(job: Job, spec: String?, sample: Double?, budget: Double?, options: DataPathOptions = DataPathOptions(),
+                              log: Logger, progress: ProgressMeter? = nil) throws -> [Verifier.BadChunk] {
+        let verifier = Verifier(job: job, log: log, threads: options.threads)
         verifier.progress = progress
         if let sample {
             return try verifier.sample(percent: sample, budget: budget).bad
@@ -63,7 +63,7 @@ public enum Integrity {
         try job.withMetadataLock {
             let rev = try job.find(spec)
             if !rev.isComplete {
-                let backup = job.lock(".backup")
+                let backup = job.lock(.backup)
                 guard try backup.tryLock(.exclusive) else {
                     throw BackyError(.locked, "revision \(rev.id) belongs to a running backup")
                 }
@@ -78,7 +78,7 @@ public enum Integrity {
     /// Runs `body` holding `.purge` exclusively (backy 2.4's lock of purge
     /// and verify); nil, without running it, if another process holds it.
     public static func exclusively<T>(_ job: Job, _ body: () throws -> T) throws -> T? {
-        let lock = job.lock(".purge")
+        let lock = job.lock(.purge)
         guard try lock.tryLock(.exclusive) else {
             job.log.debug("\(lock.path) is held by another purge or verify")
             return nil
@@ -90,13 +90,14 @@ public enum Integrity {
 
     /// `upgrade`: converts backy 2.x revisions, holding `.backup` (fails if
     /// a backup runs). `say` gets backy 2.4's progress lines.
-    public static func upgrade(job: Job, log: Logger, progress: ProgressMeter? = nil, say: @escaping (String) -> Void) throws {
-        let lock = job.lock(".backup")
+    public static func upgrade(job: Job, options: DataPathOptions = DataPathOptions(), log: Logger,
+                               progress: ProgressMeter? = nil, say: @escaping (String) -> Void) throws {
+        let lock = job.lock(.backup)
         guard try lock.tryLock(.exclusive) else {
             throw BackyError(.locked, "a backup of \(job.path) is running (\(lock.path) is locked); try again later")
         }
         defer { lock.unlock() }
-        let up = Upgrader(job: job, log: log)
+        let up = Upgrader(job: job, log: log, options: options)
         up.say = say
         up.progress = progress
         try up.run()

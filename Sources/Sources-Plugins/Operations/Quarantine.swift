@@ -1,12 +1,11 @@
-// Quarantine: where verify puts a chunk file that failed its check, with a
+// Quarantine: where verify puts a chunk that failed its check, with a
 // report (chunk name, expected and actual hash, fault, time, the revisions
-// that reference it) instead of deleting it like backy 2.4 did.
+// that reference it) instead of deleting it like backy 2.4 did
+// (docs/store-format.md, "Verification at rest, quarantine").
 import ChunkStore
 import Foundation
 
 public enum Quarantine {
-    public static let directoryName = "quarantine"
-
     public struct Report: Sendable {
         public let name: String
         public let fault: String
@@ -16,24 +15,14 @@ public enum Quarantine {
         public let file: String?
     }
 
-    public static func directory(_ job: Job) -> String { job.path + "/" + directoryName }
-
-    /// Moves the chunk file at `path` (if any) into quarantine and writes its
-    /// report. `name` is the chunk's name (its expected hash); `hash` names
-    /// the hash function. Call while holding the gate exclusively.
+    /// Moves the stored chunk `stored` (if there is one) aside and writes
+    /// its report. `name` is the chunk's name (its expected hash); `hash`
+    /// names the hash function. Call while holding the gate exclusively.
     @discardableResult
-    public static func isolate(job: Job, name: String, path: String?, hash: String = "sha256", fault: ChunkFault,
+    public static func isolate(job: Job, name: String, stored: StoredChunk?, hash: String = "sha256", fault: ChunkFault,
                                revisions: [String], now: Date = Date()) throws -> Report {
-        let dir = directory(job)
-        try Posix.mkdirIfMissing(dir)
         let stamp = Timestamp.iso8601(now).replacingOccurrences(of: ":", with: "")
-        var moved: String? = nil
-        if let src = path, Posix.exists(src) {
-            let dst = dir + "/" + name + "." + stamp + "." + (src as NSString).lastPathComponent.split(separator: ".").dropFirst().joined(separator: ".")
-            try Posix.rename(src, dst)
-            try Posix.fsyncDirectory(dir)
-            moved = dst
-        }
+        let moved = try stored.flatMap { try job.backend.quarantine($0, stamp: stamp) }
         var actual: String? = nil
         if case .hashMismatch(let a) = fault { actual = a }
         let report = Report(name: name, fault: fault.description, actual: actual, time: now, revisions: revisions.sorted(), file: moved)
@@ -48,13 +37,13 @@ public enum Quarantine {
             "file": moved as Any? ?? NSNull(),
         ]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        try Posix.writeFileAtomically(dir + "/" + name + "." + stamp + ".json", Array(data) + [10], mode: 0o644)
+        try job.backend.write(.quarantineReport(name + "." + stamp + ".json"), Array(data) + [10], durable: true)
         return report
     }
 
     /// Names of chunks with a report in quarantine.
     public static func reported(_ job: Job) -> Set<String> {
-        guard let names = try? Posix.listDirectory(directory(job)) else { return [] }
-        return Set(names.filter { $0.hasSuffix(".json") }.map { String($0.prefix { $0 != "." }) })
+        guard let names = try? job.backend.listQuarantineReports() else { return [] }
+        return Set(names.map { String($0.prefix { $0 != "." }) })
     }
 }

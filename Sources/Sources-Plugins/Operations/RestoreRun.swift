@@ -28,19 +28,18 @@ public enum RestoreRun {
 
     @discardableResult
     public static func run(job: Job, spec: String, target: Restorer.Target, bestEffort: Bool = false, force: Bool = false,
-                           threads: Int = Parallel.defaultThreads, log: Logger, progress: ProgressMeter? = nil) throws -> Outcome {
+                           options: DataPathOptions = DataPathOptions(), log: Logger,
+                           progress: ProgressMeter? = nil) throws -> Outcome {
         let rev = try job.findComplete(spec)
-        let session = try PinSession(jobPath: job.path)
+        let session = try job.backend.openSession()
         defer { session.close() }
-        let gate = Gate(jobPath: job.path)
-        if let mp = job.pinnableMapPath(rev) {
-            try gate.shared { try session.pinMap(revision: rev.id, mapPath: mp) }
+        let image = try job.openPinnedImage(rev, session: session)
+        if job.pinnableMap(rev) != nil {
             log.debug("Pinned the chunks of \(rev.id) (session \(session.id)): purge keeps them while this restore runs")
         }
-        let image = try job.openImage(rev)
         log.info("Restoring revision \(rev.id) @ \(Timestamp.format(rev.timestamp)) [\(rev.sortedTags.joined(separator: ","))]")
         let started = Date()
-        let restorer = Restorer(image: image, threads: threads, bestEffort: bestEffort,
+        let restorer = Restorer(image: image, options: options, bestEffort: bestEffort,
                                 policy: policy(job: job, force: force), log: log)
         restorer.progress = progress
         progress?.start("restore", total: Int64(image.imageSize))
@@ -51,10 +50,10 @@ public enum RestoreRun {
         return Outcome(revision: rev, damage: damage)
     }
 
-    /// Writes a best-effort restore's damage report (JSON) and returns its path.
+    /// Writes a best-effort restore's damage report (JSON) to `path`, or
+    /// beside the job's revisions, and returns where it went.
     public static func writeDamageReport(job: Job, revision: String, target: String, damage: [RestoreDamage], path: String?) throws -> String {
         let now = Date()
-        let p = path ?? job.path + "/restore-damage-\(revision)-\(Timestamp.iso8601(now).replacingOccurrences(of: ":", with: "")).json"
         let ranges: [[String: Any]] = damage.map {
             ["offset": $0.offset, "length": $0.length, "end": $0.offset + UInt64($0.length),
              "chunk_index": $0.chunkIndex, "chunk": $0.chunk, "reason": $0.reason]
@@ -68,7 +67,13 @@ public enum RestoreRun {
             "filled_with": "zeros",
         ]
         let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
-        try Posix.writeFileAtomically(p, Array(data) + [10], mode: 0o644)
-        return p
+        let bytes = Array(data) + [10]
+        if let path {
+            try Posix.writeFileAtomically(path, bytes, mode: 0o644)
+            return path
+        }
+        let report = StoreObjectName.damageReport("restore-damage-\(revision)-\(Timestamp.iso8601(now).replacingOccurrences(of: ":", with: "")).json")
+        try job.backend.write(report, bytes, durable: true)
+        return job.backend.location(of: report)
     }
 }

@@ -37,7 +37,7 @@ public final class Verifier {
     /// Where the bytes read back are reported (nil: nowhere).
     public var progress: ProgressMeter?
 
-    public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.defaultThreads) {
+    public init(job: Job, log: Logger = Logger(label: "backy"), threads: Int = Parallel.cores) {
         self.job = job
         self.log = log
         self.threads = threads
@@ -72,16 +72,16 @@ public final class Verifier {
     }
 
     /// Quarantines bad chunks and distrusts every revision referencing them.
-    /// `faults`: chunk name, its file (if any), the fault.
-    func isolate(_ faults: [(name: String, path: String?, fault: ChunkFault)]) throws -> [BadChunk] {
+    /// `faults`: chunk name, the stored chunk (if any), the fault.
+    func isolate(_ faults: [(name: String, stored: StoredChunk?, fault: ChunkFault)]) throws -> [BadChunk] {
         guard !faults.isEmpty else { return [] }
         let refs = try References(job: job).revisionsReferencing(Set(faults.map { $0.name }))
         var out: [BadChunk] = []
-        let gate = Gate(jobPath: job.path)
+        let gate = job.backend.makeGate()
         try gate.exclusive {
             for f in faults {
                 let revs = refs[f.name] ?? []
-                let r = try Quarantine.isolate(job: job, name: f.name, path: f.path,
+                let r = try Quarantine.isolate(job: job, name: f.name, stored: f.stored,
                                                hash: f.name.utf8.count == 32 ? "murmurhash3" : "sha256",
                                                fault: f.fault, revisions: revs)
                 log.error("Bad chunk \(f.name): \(f.fault); moved to \(r.file ?? "(no file)"), referenced by \(revs.count) revision(s)")
@@ -98,7 +98,7 @@ public final class Verifier {
         return out
     }
 
-    /// Verifies one revision (backy 2.4 §6.4, without deleting anything):
+    /// Verifies one revision (as backy 2.4 does, without deleting anything):
     /// every distinct chunk is read back, decompressed and hashed, except
     /// those this run already read back (when it verifies several
     /// revisions); only then is the revision marked verified. (backy 2.4
@@ -107,26 +107,23 @@ public final class Verifier {
     /// `.purge` exclusively.
     public func verify(revision spec: Revision) throws -> Result {
         let start = Date()
-        try job.store.checkOwnership()
-        let session = try PinSession(jobPath: job.path)
+        try job.store.chunks.checkOwnership()
+        let session = try job.backend.openSession()
         defer { session.close() }
         let all = try job.scan()
         guard let rev = all.first(where: { $0.id == spec.id }), rev.isComplete else {
             throw BackyError(.notFound, "revision \(spec.id) is not a complete revision")
         }
-        if let mp = job.pinnableMapPath(rev) {
-            try Gate(jobPath: job.path).shared { try session.pinMap(revision: rev.id, mapPath: mp) }
-        }
         log.info("Verifying revision \(rev.id) ...")
-        let image = try job.openImage(rev)
+        let image = try job.openPinnedImage(rev, session: session)
         // One chunk index per distinct stored chunk (all of them for cowfile).
         var first: [String: Int] = [:]
         var indices: [Int] = []
         var zero = 0, earlier = 0, earlierBad = 0
-        var missingEntries: [(name: String, path: String?, fault: ChunkFault)] = []
+        var missingEntries: [(name: String, stored: StoredChunk?, fault: ChunkFault)] = []
         for i in 0..<image.chunkCount {
             if image.isZero(i) { zero += 1; continue }
-            if image.chunkPath(i) == nil && !(image is CowfileImage) {
+            if case .unmapped = image.chunkKey(i) {
                 // A backy 2.4 map without an entry for this chunk.
                 missingEntries.append((image.chunkName(i), nil, .missing))
                 continue
@@ -138,7 +135,7 @@ public final class Verifier {
             if badThisRun.contains(name) { earlierBad += 1; continue }
             indices.append(i)
         }
-        let faults = Locked<[(name: String, path: String?, fault: ChunkFault)]>([])
+        let faults = Locked<[(name: String, stored: StoredChunk?, fault: ChunkFault)]>([])
         let okNative = Locked<[ChunkID]>([])
         let bytes = Locked<Int64>(0)
         let progress = self.progress
@@ -150,9 +147,9 @@ public final class Verifier {
             do {
                 let n = try image.read(i, into: ws.data, workspace: ws)
                 bytes.with { $0 += Int64(n) }
-                if let native = image as? NativeImage { okNative.with { $0.append(native.map.chunks[i]) } }
+                if case .sha256(let id) = image.chunkKey(i) { okNative.with { $0.append(id) } }
             } catch let e as ChunkReadError {
-                faults.with { $0.append((image.chunkName(i), image.chunkPath(i), e.fault)) }
+                faults.with { $0.append((image.chunkName(i), image.chunkKey(i).stored, e.fault)) }
             }
         }
         var result = Result()
@@ -195,14 +192,13 @@ public final class Verifier {
     /// them or `budget` seconds are used. The caller holds `.purge`.
     public func sample(percent: Double, budget: Double?) throws -> Result {
         let start = Date()
-        try job.store.checkOwnership()
-        let session = try PinSession(jobPath: job.path)
+        try job.store.chunks.checkOwnership()
+        let session = try job.backend.openSession()
         defer { session.close() }
         var refCount: [ChunkID: Int] = [:]
-        let gate = Gate(jobPath: job.path)
         for rev in try job.scan() where rev.isComplete && rev.backend == .native {
             do {
-                try gate.shared { try session.pinMap(revision: rev.id, mapPath: job.mapPath(rev.id)) }
+                _ = try session.pinMap(.map(rev.id), revision: rev.id)
             } catch let e as BackyError where e.kind == .notFound {
                 continue
             }
@@ -225,7 +221,7 @@ public final class Verifier {
         result.checked = ok.count + faults.count
         result.bytes = bytes
         result.stoppedByBudget = stopped
-        result.bad = try isolate(faults.map { (name: $0.0.hex, path: job.store.path($0.0) as String?, fault: $0.1) })
+        result.bad = try isolate(faults.map { (name: $0.0.hex, stored: StoredChunk.native($0.0) as StoredChunk?, fault: $0.1) })
         index.record(ok, at: Date())
         index.prune(keeping: Set(all))
         try index.save(job)

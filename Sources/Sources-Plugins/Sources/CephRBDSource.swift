@@ -21,9 +21,9 @@
 import ChunkStore
 import Foundation
 import Logging
+import Presentation
 #if canImport(Glibc)
 import Glibc
-import Presentation
 #endif
 
 public final class CephRBDSource: BackupSource {
@@ -43,12 +43,11 @@ public final class CephRBDSource: BackupSource {
     public static let snapshotPrefix = "backy-"
     public static let defaultVerifyBudget: Double = 300
     public static let defaultGuardChunks = 16
-    /// Chunks read ahead of the workers (BACKY_RBD_READAHEAD, default 8 =
-    /// 32 MiB), so reads overlap with hashing and compressing.
-    static let readAhead: Int = {
-        if let s = ProcessInfo.processInfo.environment["BACKY_RBD_READAHEAD"], let n = Int(s), n > 0 { return n }
-        return 8
-    }()
+    /// Chunks read ahead of the workers (SourceOptions.rbdReadAhead), so
+    /// reads overlap with hashing and compressing.
+    public let readAhead: Int
+    /// How librados finds the cluster.
+    let environment: CephEnvironment
     /// Stats key recording that a revision's diff missed changes.
     public static let diffMismatchKey = "diff_mismatches"
 
@@ -65,7 +64,9 @@ public final class CephRBDSource: BackupSource {
 
     public var spec: String { "\(pool)/\(image)" }
 
-    public init(config: YAMLMap, configPath: String, flyingCircus: Bool = false) throws {
+    public init(config: YAMLMap, configPath: String, options: SourceOptions = SourceOptions(), flyingCircus: Bool = false) throws {
+        readAhead = options.rbdReadAhead
+        environment = options.ceph
         let type = flyingCircus ? "flyingcircus" : "ceph-rbd"
         func str(_ key: String, required: Bool) throws -> String? {
             guard let v = config[key] else {
@@ -113,7 +114,7 @@ public final class CephRBDSource: BackupSource {
 
     private func connect() throws -> RadosIoctx {
         if let io { return io }
-        let c = try RadosCluster(access: access)
+        let c = try RadosCluster(access: access, environment: environment)
         let i = try c.ioctx(pool: pool)
         cluster = c
         io = i
@@ -203,10 +204,8 @@ public final class CephRBDSource: BackupSource {
                 // Pin the parent's map before taking over its chunks, so a
                 // concurrent purge keeps them even if the parent goes.
                 do {
-                    try Gate(jobPath: ctx.job.path).shared {
-                        try ctx.session.pinMap(revision: parent.id, mapPath: ctx.job.mapPath(parent.id))
-                    }
-                    let m = try ctx.job.loadMap(parent)
+                    let pinned = try ctx.session.pinMap(.map(parent.id), revision: parent.id)
+                    let m = try ctx.job.backend.readMap(pinned)
                     if m.chunkSize == ChunkMap.defaultChunkSize {
                         base = (parent, m)
                     } else {
@@ -267,16 +266,17 @@ public final class CephRBDSource: BackupSource {
 
         let m = map
         let ahead = RBDReadAhead(image: snap, extents: indices.map { (m.offset(of: $0), m.length(of: $0)) },
-                                 window: CephRBDSource.readAhead, bufferSize: cs)
+                                 window: readAhead, bufferSize: cs)
         defer { ahead.close() }
         var position = [Int: Int](minimumCapacity: indices.count)
         for (k, i) in indices.enumerated() { position[i] = k }
         let positions = position
-        try ctx.writer.process(indices: indices, map: &map) { i, buf in
+        try ctx.writer.store(indices, of: &map) { i, ws in
+            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<m.length(of: i)])
             guard let n = try ahead.take(positions[i]!, into: buf) else {
                 throw BackyError(.other, "read-ahead of \(snap.spec) stopped")
             }
-            return n
+            return ChunkWriter.Block(length: n)
         }
         let secs = Date().timeIntervalSince(started)
         log.info("Integration finished.")
@@ -289,14 +289,9 @@ public final class CephRBDSource: BackupSource {
 
     // MARK: verification
 
-    private enum Check {
-        case random(Int)
-        case guarded(Int)
-        var index: Int {
-            switch self { case .random(let i), .guarded(let i): return i }
-        }
-    }
-
+    /// Compares a random 1 % of the new revision's chunks (at least one)
+    /// with the store, and a few chunks the diff called unchanged with the
+    /// parent (BackupCheck), within `verify-budget`.
     public func verify(_ ctx: BackupContext, map: ChunkMap) throws {
         let log = ctx.log
         guard let snap else { throw BackyError(.other, "verify called before backup") }
@@ -305,120 +300,89 @@ public final class CephRBDSource: BackupSource {
             throw BackyError(.verification, "snapshot \(snap.spec) has \(size) bytes, the backup \(map.imageSize)")
         }
         log.info("Performing partial verification")
-        // Sampled chunks may be ones this run stored: they must be in place.
-        try ctx.writer.finishCommits()
         let n = map.chunks.count
         var rng = SystemRandomNumberGenerator()
-        // Chunks the diff called unchanged, compared with the parent.
+        // Chunks the diff called unchanged, compared with the parent (their
+        // ids in the new map are the parent's).
         let guardSample = Array(adopted.shuffled(using: &rng).prefix(guardChunks))
         // 1 % of all chunks, at least one, compared with the store.
         let k = n == 0 ? 0 : max(1, n / 100)
         let randomSample = k >= n ? Array(0..<n) : Array(Self.sample(k, of: n, using: &rng)).sorted()
-        let checks = guardSample.map { Check.guarded($0) } + randomSample.map { Check.random($0) }
-
-        struct Outcome {
-            var checkedRandom = 0
-            var checkedGuard = 0
-            var readBack = 0
-            var skipped = 0
-            var mismatches: [String] = []
-            var lies: [String] = []
-        }
-        let outcome = Locked(Outcome())
-        let deadline = Date().addingTimeInterval(verifyBudget)
-        let store = ctx.job.store
+        let check = BackupCheck(writer: ctx.writer, map: map)
+        let plan = check.plan(guardSample.map { BackupCheck.Item(index: $0, against: .id(map.chunks[$0])) }
+            + randomSample.map { BackupCheck.Item(index: $0, against: .storedChunk) })
         let adoptedSet = self.adoptedSet
         let started = Date()
-        let ahead = RBDReadAhead(image: snap, extents: checks.map { (map.offset(of: $0.index), map.length(of: $0.index)) },
-                                 window: CephRBDSource.readAhead, bufferSize: map.chunkSize)
+        let ahead = RBDReadAhead(image: snap, extents: plan.map { (map.offset(of: $0.index), map.length(of: $0.index)) },
+                                 window: readAhead, bufferSize: map.chunkSize)
         defer { ahead.close() }
-        try Parallel.forEach(count: checks.count, threads: ctx.writer.threads,
-                             setup: { _ in CephVerifyBuffers(chunkSize: map.chunkSize) }) { w, c in
-            if Date() >= deadline {
-                ahead.stop()
-                outcome.with { $0.skipped += 1 }
-                return
-            }
-            let check = checks[c]
-            let i = check.index
-            let len = map.length(of: i)
+        let results = try check.run(plan, deadline: Date().addingTimeInterval(verifyBudget), onDeadline: { ahead.stop() }) { k, i, ws, _ in
+            let buf = UnsafeMutableRawBufferPointer(rebasing: ws.data[0..<map.length(of: i)])
+            guard let got = try ahead.take(k, into: buf) else { return .unavailable }
+            return .bytes(length: got, fast: nil)
+        }
+        var checkedRandom = 0, checkedGuard = 0, readBack = 0, skipped = 0
+        var mismatches: [String] = [], lies: [String] = []
+        for r in results {
+            let i = r.item.index
             let off = map.offset(of: i)
-            let buf = UnsafeMutableRawBufferPointer(rebasing: w.ws.data[0..<len])
-            guard let got = try ahead.take(c, into: buf) else {
-                outcome.with { $0.skipped += 1 }
-                return
+            let isGuard: Bool
+            if case .id = r.item.against { isGuard = true } else { isGuard = false }
+            var problem: String?
+            switch r.outcome {
+            case .skipped:
+                skipped += 1
+                continue
+            case .mismatch(.shortRead(let got, let len)):
+                mismatches.append("offset \(off): short read from \(snap.spec) (\(got) of \(len) bytes)")
+                continue
+            case .match:
+                break
+            case .mismatch(.differs(let a, let e)) where isGuard:
+                lies.append("offset \(off): the snapshot hashes to \(a.hex), the parent has \(e.hex)")
+            case .mismatch(.notZero):
+                problem = "offset \(off): the snapshot has data, the backup a zero chunk"
+            case .mismatch(.differs(let a, let e)):
+                problem = "offset \(off): the snapshot hashes to \(a.hex), the backup has \(e.hex)"
+            case .mismatch(.storedDiffers(let e)):
+                problem = "offset \(off): the snapshot hashes to \(e.hex), the backup has \(e.hex)"
+            case .mismatch(.readBackFailed(let e, let error)):
+                problem = "offset \(off): stored chunk \(e.hex) does not read back: \(error)"
+            case .mismatch(.hole(let e)):
+                problem = "offset \(off): the snapshot has a hole, the backup has \(e.hex)"
             }
-            if got != len {
-                outcome.with { $0.mismatches.append("offset \(off): short read from \(snap.spec) (\(got) of \(len) bytes)") }
-                return
+            if isGuard {
+                checkedGuard += 1
+                continue
             }
-            let expected = map.chunks[i]
-            switch check {
-            case .guarded:
-                let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
-                outcome.with { o in
-                    o.checkedGuard += 1
-                    if actual != expected {
-                        o.lies.append("offset \(off): the snapshot hashes to \(actual.hex), the parent has \(expected.hex)")
-                    }
-                }
-            case .random:
-                var problem: String?
-                var readBack = false
-                if expected.isZero {
-                    if !ChunkHash.isAllZero(UnsafeRawBufferPointer(buf)) {
-                        problem = "offset \(off): the snapshot has data, the backup a zero chunk"
-                    }
-                } else {
-                    // Read the stored chunk (decompress, check its hash) and
-                    // compare it with the snapshot's bytes.
-                    do {
-                        let m = try store.read(expected, into: w.second, workspace: w.ws, checkHash: true)
-                        readBack = true
-                        if m != len || memcmp(w.second.baseAddress!, buf.baseAddress!, len) != 0 {
-                            let actual = ChunkHash.id(of: UnsafeRawBufferPointer(buf))
-                            problem = "offset \(off): the snapshot hashes to \(actual.hex), the backup has \(expected.hex)"
-                        }
-                    } catch {
-                        problem = "offset \(off): stored chunk \(expected.hex) does not read back: \(error)"
-                    }
-                }
-                outcome.with { o in
-                    o.checkedRandom += 1
-                    if readBack { o.readBack += 1 }
-                    if let problem {
-                        // A chunk taken over from the parent that differs
-                        // from the snapshot: the diff missed a change.
-                        if adoptedSet.contains(i) {
-                            o.lies.append(problem)
-                        } else {
-                            o.mismatches.append(problem)
-                        }
-                    }
-                }
+            checkedRandom += 1
+            if r.readBack, !r.readBackFailed { readBack += 1 }
+            if let problem {
+                // A chunk taken over from the parent that differs from the
+                // snapshot: the diff missed a change.
+                if adoptedSet.contains(i) { lies.append(problem) } else { mismatches.append(problem) }
             }
         }
-        let o = outcome.get
         let secs = Date().timeIntervalSince(started)
-        if o.skipped > 0 {
-            log.warning("Stopping verification after \(String(format: "%.0f", verifyBudget)) s (verify-budget): checked \(o.checkedRandom + o.checkedGuard) of \(checks.count) sampled chunks")
+        if skipped > 0 {
+            log.warning("Stopping verification after \(String(format: "%.0f", verifyBudget)) s (verify-budget): checked \(checkedRandom + checkedGuard) of \(plan.count) sampled chunks")
         }
-        if !o.mismatches.isEmpty {
-            for line in o.mismatches.prefix(20) { log.error("Verification mismatch at \(line)") }
-            throw BackyError(.verification, "verification failed: \(o.mismatches.count) of \(o.checkedRandom) sampled chunks differ from snapshot \(snap.spec) (first: \(o.mismatches[0]))")
+        if !mismatches.isEmpty {
+            for line in mismatches.prefix(20) { log.error("Verification mismatch at \(line)") }
+            throw BackyError(.verification, "verification failed: \(mismatches.count) of \(checkedRandom) sampled chunks differ from snapshot \(snap.spec) (first: \(mismatches[0]))")
         }
-        if !o.lies.isEmpty {
-            for line in o.lies.prefix(20) { log.error("Diff guard mismatch at \(line)") }
-            let why = "rbd diff called \(o.lies.count) changed chunk(s) unchanged (first at \(o.lies[0])); the next backup will read everything"
+        if !lies.isEmpty {
+            for line in lies.prefix(20) { log.error("Diff guard mismatch at \(line)") }
+            let why = "rbd diff called \(lies.count) changed chunk(s) unchanged (first at \(lies[0])); the next backup will read everything"
             log.error("The Ceph diff since the previous snapshot missed changes - distrusting the new revision")
             ctx.distrustReason = why
-            ctx.extraStats[CephRBDSource.diffMismatchKey] = .int(Int64(o.lies.count))
+            ctx.extraStats[CephRBDSource.diffMismatchKey] = .int(Int64(lies.count))
         }
-        log.info("Partial verification: \(o.checkedRandom) random chunks compared with the store (\(o.readBack) read back), \(o.checkedGuard) unchanged chunks compared with the parent, \(String(format: "%.2f", secs)) s")
+        log.info("Partial verification: \(checkedRandom) random chunks compared with the store (\(readBack) read back), \(checkedGuard) unchanged chunks compared with the parent, \(String(format: "%.2f", secs)) s")
         ctx.extraStats["ceph-verification"] = .string("partial")
-        ctx.extraStats["verified_chunks"] = .int(Int64(o.checkedRandom))
-        ctx.extraStats["verified_read_back"] = .int(Int64(o.readBack))
-        ctx.extraStats["diff_guard_chunks"] = .int(Int64(o.checkedGuard))
+        ctx.extraStats["verified_chunks"] = .int(Int64(checkedRandom))
+        ctx.extraStats["verified_read_back"] = .int(Int64(readBack))
+        ctx.extraStats["diff_guard_chunks"] = .int(Int64(checkedGuard))
     }
 
     /// `k` distinct random numbers in 0..<n (k much smaller than n).
@@ -453,13 +417,4 @@ public final class CephRBDSource: BackupSource {
             log.warning("Snapshot clean-up of \(spec) failed: \(error); the next backup tries again")
         }
     }
-}
-
-/// Per-worker buffers of the Ceph verification: the snapshot's bytes go to
-/// `ws.data`, the stored chunk's to `second`.
-final class CephVerifyBuffers {
-    let ws = ChunkWorkspace()
-    let second: UnsafeMutableRawBufferPointer
-    init(chunkSize: Int) { second = .allocate(byteCount: chunkSize, alignment: 4096) }
-    deinit { second.deallocate() }
 }

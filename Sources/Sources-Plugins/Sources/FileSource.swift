@@ -1,7 +1,8 @@
 // FileSource: source type `file` ({type: file, filename: PATH}): an image
-// file or a block device. Reads with pread into per-worker buffers, skips
-// holes found with SEEK_DATA/SEEK_HOLE, and verifies by re-reading every
-// chunk of the source and reading back every chunk this run stored.
+// file or a block device. Reads with pread into per-worker buffers (hashing
+// each slice as it is read), skips holes found with SEEK_DATA/SEEK_HOLE,
+// and verifies (BackupCheck) by re-reading every chunk of the source and
+// reading back every chunk this run stored.
 import ChunkStore
 import Foundation
 import Logging
@@ -138,20 +139,22 @@ public final class FileSource: BackupSource {
         let cs = map.chunkSize
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let m = map
-        try ctx.writer.process(indices: indices, map: &map) { i, ws, body in
+        try ctx.writer.store(indices, of: &map) { i, ws in
             // Read slice by slice and hash each slice while it is in cache.
-            let len = m.length(of: i)
             var digest = ChunkDigester()
             // A short read (end of file) is reported by the writer.
-            let got = try FileSource.readSliced(fd, into: ws.data, length: len, at: Int64(i) * Int64(cs), path: name) {
+            let got = try FileSource.readSliced(fd, into: ws.data, length: m.length(of: i), at: Int64(i) * Int64(cs), path: name) {
                 digest.update($0)
             }
-            try body(UnsafeRawBufferPointer(rebasing: ws.data[0..<got]), digest.finish())
+            return ChunkWriter.Block(length: got, digest: digest.finish())
         }
         ctx.extraStats["bytes_written"] = .int(Int64(src.size))
         return map
     }
 
+    /// Re-reads every block of the source (BackupCheck): a block whose chunk
+    /// this run stored is compared with the chunk read back, every other
+    /// one by the XXH64 hashed slice by slice as it is re-read.
     public func verify(_ ctx: BackupContext, map: ChunkMap) throws {
         ctx.log.info("Performing full verification")
         let src = try openSource()
@@ -160,97 +163,39 @@ public final class FileSource: BackupSource {
             throw BackyError(.verification, "source size changed during backup: \(map.imageSize) → \(src.size) bytes")
         }
         let data = FileSource.dataChunks(fd: src.fd, size: src.size, chunkSize: map.chunkSize, regular: src.regular)
-        let written = ctx.writer.written
-        let fastHashes = ctx.writer.fastHashes
-        let store = ctx.job.store
         let fd = src.fd
         let name = filename
-        let mismatches = Locked<[String]>([])
-        let readBack = Locked(0)
-        // Blocks whose chunk this run stored go last: their files may still
-        // be flushing while the others are checked.
-        let storedLast = map.chunks.indices.filter { !map.chunks[$0].isZero && written[map.chunks[$0]] != $0 }
-            + map.chunks.indices.filter { !map.chunks[$0].isZero && written[map.chunks[$0]] == $0 }
-            + map.chunks.indices.filter { map.chunks[$0].isZero }
-        let writer = ctx.writer
-        let progress = writer.progress
+        let progress = ctx.writer.progress
         progress?.start("verify", total: Int64(map.imageSize))
         defer { progress?.finish() }
-        try Parallel.forEach(count: storedLast.count, threads: ctx.writer.threads,
-                             setup: { _ in ChunkWorkspace() }) { ws, k in
-            let i = storedLast[k]
+        let check = BackupCheck(writer: ctx.writer, map: map)
+        let results = try check.run(check.planAll()) { _, i, ws, wantFast in
             defer { progress?.add(Int64(map.length(of: i))) }
-            let second = ws.spare
-            let expected = map.chunks[i]
-            let len = map.length(of: i)
-            if !data[i] {
-                if !expected.isZero {
-                    mismatches.with { $0.append("offset \(map.offset(of: i)): source is a hole now, backup has \(expected.hex)") }
-                }
-                return
-            }
-            // Blocks this run did not store are checked by XXH64, hashed
-            // slice by slice as they are re-read.
-            let storedNow = !expected.isZero && written[expected] == i
-            let fast = i < fastHashes.count ? fastHashes[i] : 0
-            let streamFast = !expected.isZero && !storedNow && fast != 0
+            if !data[i] { return .hole }
             var stream = FastHash.Stream()
-            let got = try FileSource.readSliced(fd, into: ws.data, length: len, at: Int64(map.offset(of: i)), path: name) {
-                if streamFast { stream.update($0) }
+            let got = try FileSource.readSliced(fd, into: ws.data, length: map.length(of: i), at: Int64(map.offset(of: i)), path: name) {
+                if wantFast { stream.update($0) }
             }
-            do {
-                let buf = UnsafeRawBufferPointer(rebasing: ws.data[0..<got])
-                if buf.count != len {
-                    mismatches.with { $0.append("offset \(map.offset(of: i)): short read (\(buf.count) of \(len) bytes)") }
-                    return
-                }
-                if storedNow {
-                    try writer.finishCommits()
-                    // A chunk this run stored: read it back (decompress) and
-                    // compare with the re-read source bytes. Equal bytes prove
-                    // both that the source still holds what was hashed into the
-                    // map and that the chunk file holds it too, so the second
-                    // SHA-256 would add nothing.
-                    do {
-                        let n = try store.read(expected, into: second, workspace: ws, checkHash: false)
-                        if n != len || memcmp(second.baseAddress!, buf.baseAddress!, len) != 0 {
-                            let actual = ChunkHash.id(of: buf)
-                            if actual != expected {
-                                mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
-                            } else {
-                                mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk \(expected.hex) does not read back as written") }
-                            }
-                        }
-                    } catch {
-                        mismatches.with { $0.append("offset \(map.offset(of: i)): stored chunk does not read back: \(error)") }
-                    }
-                    readBack.with { $0 += 1 }
-                    return
-                }
-                // Every other block: the backup pass hashed it into the map with
-                // SHA-256 and recorded its XXH64; the re-read must give the same
-                // bytes. (SHA-256 again where no XXH64 was recorded.)
-                if expected.isZero {
-                    if !ChunkHash.isAllZero(buf) {
-                        let actual = ChunkHash.sha256(buf)
-                        mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has the zero chunk") }
-                    }
-                } else if streamFast && stream.finish() == fast {
-                    return
-                } else {
-                    let actual = ChunkHash.id(of: buf)
-                    if actual != expected {
-                        mismatches.with { $0.append("offset \(map.offset(of: i)): source hashes to \(actual.hex), backup has \(expected.hex)") }
-                    }
-                }
+            return .bytes(length: got, fast: wantFast ? stream.finish() : nil)
+        }
+        var bad: [String] = []
+        for r in results {
+            guard case .mismatch(let m) = r.outcome else { continue }
+            let at = "offset \(map.offset(of: r.item.index))"
+            switch m {
+            case .hole(let e): bad.append("\(at): source is a hole now, backup has \(e.hex)")
+            case .shortRead(let got, let len): bad.append("\(at): short read (\(got) of \(len) bytes)")
+            case .notZero(let a): bad.append("\(at): source hashes to \(a.hex), backup has the zero chunk")
+            case .differs(let a, let e): bad.append("\(at): source hashes to \(a.hex), backup has \(e.hex)")
+            case .storedDiffers(let e): bad.append("\(at): stored chunk \(e.hex) does not read back as written")
+            case .readBackFailed(_, let error): bad.append("\(at): stored chunk does not read back: \(error)")
             }
         }
-        let bad = mismatches.get
         if !bad.isEmpty {
             for line in bad.prefix(20) { ctx.log.error("Verification mismatch at \(line)") }
             throw BackyError(.verification, "verification failed: \(bad.count) of \(map.chunks.count) chunks differ (first: \(bad[0]))")
         }
         ctx.extraStats["verified_chunks"] = .int(Int64(map.chunks.count))
-        ctx.extraStats["verified_read_back"] = .int(Int64(readBack.get))
+        ctx.extraStats["verified_read_back"] = .int(Int64(results.filter { $0.readBack }.count))
     }
 }

@@ -11,7 +11,7 @@ public final class BackupContext: @unchecked Sendable {
     /// The newest complete revision before this one, if any.
     public let parent: Revision?
     public let writer: ChunkWriter
-    public let session: PinSession
+    public let session: StoreSession
     public let log: Logger
     /// Fields the source wants recorded in the revision's `stats`.
     public var extraStats: YAMLMap = YAMLMap()
@@ -19,7 +19,7 @@ public final class BackupContext: @unchecked Sendable {
     public var distrustReason: String?
 
     public init(job: Job, revision: Revision, parent: Revision?, writer: ChunkWriter,
-                session: PinSession, log: Logger) {
+                session: StoreSession, log: Logger) {
         self.job = job
         self.revision = revision
         self.parent = parent

@@ -1,24 +1,16 @@
-// SourceFactory: turns a job's source config into a source object, by `type`.
+// SourceFactory: turns a job's source config into a source object, by `type`
+// (the names are SourceTypes.known, below the sources, so the scheduler can
+// check a configuration without linking them).
 import ChunkStore
 import Foundation
 
 public enum SourceFactory {
-    public static let knownTypes = ["file", "ceph-rbd", "flyingcircus"]
+    public static var knownTypes: [String] { SourceTypes.known }
 
-    /// The keys a source of `type` reads (`backend` is backy 2.4's, accepted
-    /// and ignored); `backy check-config` warns about others.
-    public static func knownKeys(type: String) -> Set<String> {
-        let ceph: Set<String> = ["type", "pool", "image", "full-always", "ceph-conf", "client-id", "verify-budget",
-                                 "diff-guard-chunks", "backend"]
-        switch type {
-        case "file": return ["type", "filename", "backend"]
-        case "ceph-rbd": return ceph
-        case "flyingcircus": return ceph.union(["vm", "consul_acl_token"])
-        default: return ["type"]
-        }
-    }
+    /// The keys a source of `type` reads (SourceTypes.knownKeys).
+    public static func knownKeys(type: String) -> Set<String> { SourceTypes.knownKeys(type: type) }
 
-    public static func make(config: YAMLMap, configPath: String) throws -> BackupSource {
+    public static func make(config: YAMLMap, configPath: String, options: SourceOptions = SourceOptions()) throws -> BackupSource {
         guard let type = config["type"]?.string else {
             throw BackyError(.usage, "\(configPath): the source has no 'type' (one of \(knownTypes.joined(separator: ", ")))")
         }
@@ -26,10 +18,10 @@ public enum SourceFactory {
         case "file":
             return try FileSource(config: config, configPath: configPath)
         case "ceph-rbd":
-            return try CephRBDSource(config: config, configPath: configPath)
+            return try CephRBDSource(config: config, configPath: configPath, options: options)
         case "flyingcircus":
             // Read as ceph-rbd; the source logs that Consul freezing is not supported.
-            return try CephRBDSource(config: config, configPath: configPath, flyingCircus: true)
+            return try CephRBDSource(config: config, configPath: configPath, options: options, flyingCircus: true)
         default:
             throw BackyError(.usage, "\(configPath): unknown source type '\(type)' (known: \(knownTypes.joined(separator: ", ")))")
         }

@@ -1,13 +1,14 @@
-// FileLock: flock(2) on an empty file in the job directory, backy 2.4's lock
-// protocol (`.backup`, `.purge`, the scheduler's `<base-dir>/.lock`).
+// FileLock: flock(2) on an empty file, backy 2.4's lock protocol: the job
+// locks of the directory backend (`.backup`, `.purge`, `.meta`) and the
+// scheduler's `<base-dir>/.lock`.
 // A lock held by a dead process is released by the kernel: no stale locks.
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class FileLock: @unchecked Sendable {
-    public enum Mode { case shared, exclusive }
+public final class FileLock: JobLock, @unchecked Sendable {
+    public typealias Mode = LockMode
 
     public let path: String
     private var fd: Int32 = -1
