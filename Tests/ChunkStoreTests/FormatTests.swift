@@ -1,6 +1,6 @@
 // FormatTests: on-disk formats and small value types: chunk headers, chunk
 // maps (and their damage detection), revision files in every shape backy 2.4
-// wrote, timestamps, revision ids, revision specs, byte formatting, tables.
+// wrote, timestamps, revision ids, revision specs.
 import XCTest
 @testable import ChunkStore
 
@@ -254,38 +254,5 @@ final class FormatTests: XCTestCase {
             XCTAssertThrowsError(try Job.find(bad, in: revs), bad)
         }
         XCTAssertThrowsError(try Job.find("last", in: []))
-    }
-
-    func testByteFormatVectors() {
-        // backy 2.4's test_format_bytes vectors.
-        XCTAssertEqual(ByteFormat.flexible(0), "0 Bytes")
-        XCTAssertEqual(ByteFormat.flexible(1), "1 Byte")
-        XCTAssertEqual(ByteFormat.flexible(2), "2 Bytes")
-        XCTAssertEqual(ByteFormat.flexible(1023), "1023 Bytes")
-        XCTAssertEqual(ByteFormat.flexible(2500), "2.44 kiB")
-        XCTAssertEqual(ByteFormat.flexible(1024 * 1024), "1.00 MiB")
-        XCTAssertEqual(ByteFormat.flexible(524_280), "511.99 kiB")
-        XCTAssertEqual(ByteFormat.flexible(1 << 30), "1.00 GiB")
-        XCTAssertEqual(ByteFormat.flexible(Int64(1) << 50), "1024.00 TiB")
-    }
-
-    func testStatusTableFullHeadersStoredAndIncomplete() {
-        // backy 2.4's table, with full header names, a Stored column, "1
-        // revision", and an incomplete revision (no duration) marked as such.
-        var r = Revision(id: "1", timestamp: Timestamp.parse("2015-09-01 07:06:47")!, parent: nil, tags: [])
-        r.stats = YAMLMap([("bytes_written", .int(0))])
-        XCTAssertEqual(StatusReport.table([r]), """
-            +---------------------+----+---------+--------+----------+------+------------+
-            | Date (UTC)          | ID |    Size | Stored | Duration | Tags | Trust      |
-            +---------------------+----+---------+--------+----------+------+------------+
-            | 2015-09-01 07:06:47 | 1  | 0 Bytes |      - |        - |      | incomplete |
-            +---------------------+----+---------+--------+----------+------+------------+
-            1 revision containing 0 Bytes data (estimated)
-            """)
-        r.stats["duration"] = .double(31.14)
-        r.stats["bytes_stored"] = .int(2500)
-        let t = StatusReport.table([r, r])
-        XCTAssertTrue(t.contains("| 2.44 kiB |   31.1 s |      | trusted |"), t)
-        XCTAssertTrue(t.hasSuffix("\n2 revisions containing 0 Bytes data (estimated)"), t)
     }
 }

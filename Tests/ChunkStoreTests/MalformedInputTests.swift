@@ -3,7 +3,7 @@
 // chunk maps with absurd sizes, backy 2.4 JSON maps, timestamps out of
 // range, revision ids that are not ids, YAML aliases and deep nesting,
 // oversized files, the verified index; plus the small helpers that keep
-// paths safe (temp file names, LZO's worst case) and upgrade's second read.
+// paths safe (temp file names, LZO's worst case).
 import Foundation
 import XCTest
 @testable import ChunkStore
@@ -177,38 +177,5 @@ final class MalformedInputTests: XCTestCase {
     func testWorkspaceHoldsLZOsWorstCase() {
         XCTAssertEqual(LZO.maxFrameSize(uncompressed: 4 << 20), 4_194_304 + 262_144 + 64 + 3 + 5)
         XCTAssertGreaterThanOrEqual(ChunkWorkspace().file.count, LZO.maxFrameSize(uncompressed: 4 << 20))
-    }
-
-    /// A source read twice by upgrade: a chunk that was zero at the first
-    /// read must still be zero at the second (it is no longer skipped).
-    func testUpgradeRereadsChunksThatWereZero() throws {
-        final class Changing: ImageReader, @unchecked Sendable {
-            let imageSize: UInt64 = 8 << 20
-            let chunkSize = 4 << 20
-            var chunkCount: Int { 2 }
-            let reads = Locked([0, 0])
-            func isZero(_ i: Int) -> Bool { false }
-            func chunkName(_ i: Int) -> String { "chunk \(i)" }
-            func read(_ i: Int, into out: UnsafeMutableRawBufferPointer, workspace: ChunkWorkspace) throws -> Int {
-                let n = reads.with { r -> Int in r[i] += 1; return r[i] }
-                // Chunk 0 is data; chunk 1 is zeros at the first read only.
-                let byte: UInt8 = i == 0 ? 7 : (n == 1 ? 0 : 9)
-                out.baseAddress!.initializeMemory(as: UInt8.self, repeating: byte, count: chunkSize)
-                return chunkSize
-            }
-        }
-        let d = tempDir()
-        let job = try Job.initialize(path: d + "/job", source: YAMLMap([("filename", .string("/dev/null")), ("type", .string("file"))]))
-        let session = try PinSession(jobPath: job.path)
-        defer { session.close() }
-        let image = Changing()
-        var map = ChunkMap(zeroImageOfSize: image.imageSize)
-        let writer = ChunkWriter(job: job, session: session, threads: 2, forceRewrite: false)
-        try writer.process(indices: [0, 1], map: &map) { i, buf, ws in try image.read(i, into: buf, workspace: ws) }
-        try writer.makeDurable()
-        XCTAssertTrue(map.chunks[1].isZero)
-        XCTAssertThrowsError(try Upgrader(job: job).verify(image: image, map: map, writer: writer)) {
-            XCTAssertTrue("\($0)".contains("chunk 1"), "\($0)")
-        }
     }
 }
