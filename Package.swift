@@ -50,7 +50,10 @@ let package = Package(
         // The sources (file, ceph-rbd) behind one protocol in Sources/, and
         // what backy does to a job in Operations/: backup, restore, verify,
         // purge, upgrade, quarantine.
-        .target(name: "SourcesPlugins", dependencies: ["ChunkStore", "Presentation", "CRBD"],
+        .target(name: "SourcesPlugins", dependencies: [
+            "ChunkStore", "Presentation", "CRBD",
+            .product(name: "Logging", package: "swift-log"),
+        ],
                 path: "Sources/Sources-Plugins"),
         // What both servers (NBD, console) share: connection slots with
         // limits and eviction, burst-logged refusals, Unix socket listeners.
@@ -64,6 +67,7 @@ let package = Package(
         .target(name: "Scheduler", dependencies: [
             "ChunkStore", "ServerSupport", "Mount", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
@@ -80,6 +84,7 @@ let package = Package(
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
             "ChunkStore", "ServerSupport", "Presentation",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -94,18 +99,25 @@ let package = Package(
         .executableTarget(name: "backy", dependencies: [
             "ChunkStore", "SourcesPlugins", "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Shared by the test targets: replayable random generators.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "TestSupport"]),
-        .testTarget(name: "SourcesPluginsTests", dependencies: ["SourcesPlugins"]),
-        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount"]),
-        .testTarget(name: "NBDServerTests", dependencies: ["NBDServer", "TestSupport"]),
-        .testTarget(name: "MountTests", dependencies: ["Mount"]),
+        .testTarget(name: "SourcesPluginsTests", dependencies: [
+            "SourcesPlugins", "ChunkStore", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "Mount", "ChunkStore"]),
+        .testTarget(name: "NBDServerTests", dependencies: [
+            "NBDServer", "ChunkStore", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "MountTests", dependencies: ["Mount", "ChunkStore"]),
         .testTarget(name: "PresentationTests", dependencies: ["Presentation"]),
         // The command line's own pieces (status output), tested in process.
-        .testTarget(name: "BackyCLITests", dependencies: ["backy"]),
+        .testTarget(name: "BackyCLITests", dependencies: ["backy", "ChunkStore"]),
         // Runs the built `backy` binary (swift test builds it first).
         .testTarget(name: "EndToEndTests", dependencies: [
             "TestSupport",

@@ -29,8 +29,7 @@ if let spec = BackyEnvironment.crashAt {
         let (point, hit) = try CrashPoints.parse(spec)
         CrashPoints.arm(point, hit: hit)
     } catch {
-        FileHandle.standardError.write(Data("Error: BACKY_CRASH_AT: \(error)
-".utf8))
+        FileHandle.standardError.write(Data("Error: BACKY_CRASH_AT: \(error)\n".utf8))
         exit(2)
     }
 }

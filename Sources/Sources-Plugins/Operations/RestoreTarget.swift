@@ -97,37 +97,20 @@ public struct RestoreTargetPolicy: Sendable {
         return s.hasPrefix("/") && !s.hasSuffix(" (deleted)") ? s : nil
     }
 
-    /// The nearest directory above `path` that is a backy job directory
-    /// (a `config` file and a `chunks` directory), if any.
+    /// The nearest directory above `path` that is a backy job directory,
+    /// if any.
     static func enclosingJob(of path: String) -> String? {
         var dir = (path as NSString).deletingLastPathComponent
         while !dir.isEmpty {
-            if let c = Posix.status(dir + "/config"), (c.st_mode & S_IFMT) == S_IFREG, Posix.isDirectory(dir + "/chunks") {
-                return dir
-            }
+            if DirectoryBackend.isJobDirectory(dir) { return dir }
             if dir == "/" { break }
             dir = (dir as NSString).deletingLastPathComponent
         }
         return nil
     }
 
-    /// A file in the job directory (its top level, `.pins`, `chunks`) that
-    /// is the same inode as `st`.
+    /// A file of the job's store that is the same inode as `st`.
     static func hardLink(of st: stat, in job: String) -> String? {
-        guard let js = Posix.status(job), js.st_dev == st.st_dev else { return nil }
-        var dirs = [job, job + "/" + PinSession.directoryName]
-        let chunks = job + "/chunks"
-        if let subs = try? Posix.listDirectoryTyped(chunks) {
-            dirs += subs.filter { $0.type == .directory }.map { chunks + "/" + $0.name }
-        }
-        for d in dirs {
-            guard let names = try? Posix.listDirectoryTyped(d) else { continue }
-            for e in names where e.type == .file {
-                if let s = Posix.linkStatus(d + "/" + e.name), s.st_ino == st.st_ino, s.st_dev == st.st_dev {
-                    return d + "/" + e.name
-                }
-            }
-        }
-        return nil
+        DirectoryBackend.file(sameAs: st, jobPath: job)
     }
 }

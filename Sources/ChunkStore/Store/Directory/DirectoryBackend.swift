@@ -18,7 +18,7 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
 
     public init(jobPath: String) {
         self.jobPath = jobPath
-        directoryChunks = DirectoryChunks(root: jobPath + "/chunks")
+        directoryChunks = DirectoryChunks(root: jobPath + "/" + DirectoryChunks.directoryName)
         chunks = directoryChunks
     }
 
@@ -44,6 +44,34 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
     }
 
     public func location(of object: StoreObjectName) -> String { DirectoryBackend.path(of: object, jobPath: jobPath) }
+
+    /// Whether `dir` looks like a job directory (a `config` file and a
+    /// `chunks` directory): a restore never writes into one.
+    public static func isJobDirectory(_ dir: String) -> Bool {
+        guard let c = Posix.status(dir + "/config"), (c.st_mode & S_IFMT) == S_IFREG else { return false }
+        return Posix.isDirectory(dir + "/" + DirectoryChunks.directoryName)
+    }
+
+    /// A file in the job directory at `jobPath` (its top level, `.pins`,
+    /// the chunk subdirectories) that is the same inode as `st`: a restore
+    /// must not write through a hard link into the store.
+    public static func file(sameAs st: stat, jobPath job: String) -> String? {
+        guard let js = Posix.status(job), js.st_dev == st.st_dev else { return nil }
+        var dirs = [job, job + "/" + PinSession.directoryName]
+        let chunks = job + "/" + DirectoryChunks.directoryName
+        if let subs = try? Posix.listDirectoryTyped(chunks) {
+            dirs += subs.filter { $0.type == .directory }.map { chunks + "/" + $0.name }
+        }
+        for d in dirs {
+            guard let names = try? Posix.listDirectoryTyped(d) else { continue }
+            for e in names where e.type == .file {
+                if let s = Posix.linkStatus(d + "/" + e.name), s.st_ino == st.st_ino, s.st_dev == st.st_dev {
+                    return d + "/" + e.name
+                }
+            }
+        }
+        return nil
+    }
 
     public func open(_ object: StoreObjectName) throws -> StoredObject? {
         switch object {

@@ -12,6 +12,8 @@ import Glibc
 #endif
 
 public final class DirectoryChunks: ChunkObjects, @unchecked Sendable {
+    /// The chunk directory's name in a job directory.
+    public static let directoryName = "chunks"
     public static let suffix = ".chunk"
     public static let legacySuffix = ".chunk.lzo"
     public static let tempSuffix = ".tmp"
