@@ -32,17 +32,11 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
     private var peer = "?"
 
     // Handshake state.
-    private var noZeroes = false
-    private var structured = false
-    /// Export name of the last SET_META_CONTEXT that selected base:allocation.
-    private var metaName: String?
-    private var optionCount = 0
+    private var handshake: NBDHandshake
     private var waitingForOption = false
-    /// Why the client is refused (over the connection limit), if it is.
-    private var refusal: String?
     /// Whether this connection holds a slot in the connection table.
     private var admitted = false
-    private var tlsActive = false
+    private var structured: Bool { handshake.structured }
 
     // Transmission state.
     private var export: OpenExport?
@@ -72,13 +66,6 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
     private var bytesWritten: UInt64 = 0
     private var failures = 0
 
-    /// A shared buffer of zeros for replies that must carry zero bytes.
-    static let zeros: ByteBuffer = {
-        var b = ByteBufferAllocator().buffer(capacity: 256 << 10)
-        b.writeRepeatingByte(0, count: 256 << 10)
-        return b
-    }()
-
     /// The channel's event loop (safe to read from any thread).
     let eventLoop: EventLoop
 
@@ -87,6 +74,7 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
         self.control = control
         self.kick = kick
         self.eventLoop = eventLoop
+        handshake = NBDHandshake(tls: core.tls?.mode)
         id = core.nextID.with { n -> Int in
             n += 1
             return n
@@ -132,11 +120,11 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
                 context.close(promise: nil)
                 return
             }
-            refusal = "the NBD server is busy: \(why); try again later"
+            handshake.refusal = "the NBD server is busy: \(why); try again later"
             context.eventLoop.scheduleTask(in: .seconds(2)) { [self] in close() }
         }
         core.connections.with { $0[id] = self }
-        if refusal == nil { log.info("NBD connection \(id) from \(peer)") }
+        if handshake.refusal == nil { log.info("NBD connection \(id) from \(peer)") }
         var b = context.channel.allocator.buffer(capacity: 18)
         NBDEncode.greeting(&b)
         context.writeAndFlush(wrapOutboundOut(b), promise: nil)
@@ -146,7 +134,7 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
     func channelInactive(context: ChannelHandlerContext) {
         core.connections.with { _ = $0.removeValue(forKey: id) }
         if admitted { core.slots.remove(id) }
-        if refusal != nil { core.refusing.with { $0 -= 1 } }
+        if handshake.refusal != nil { core.refusing.with { $0 -= 1 } }
         closed = true
         control.phase = .stopped
         // Everything this connection held goes back at once.
@@ -170,7 +158,7 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if !closed {
-            log.warning("NBD connection \(id) from \(peer): \(tlsActive && control.phase != .transmission ? "TLS: " : "")\(error); closing")
+            log.warning("NBD connection \(id) from \(peer): \(handshake.tlsActive && control.phase != .transmission ? "TLS: " : "")\(error); closing")
         }
         close()
     }
@@ -201,30 +189,13 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
         if closed { return }
         switch unwrapInboundIn(data) {
         case .clientFlags(let f):
-            if f & ~(NBD.clientFlagFixedNewstyle | NBD.clientFlagNoZeroes) != 0 {
-                log.warning("NBD connection \(id): unknown client flags 0x\(String(f, radix: 16)); closing")
-                close()
-                return
-            }
-            noZeroes = f & NBD.clientFlagNoZeroes != 0
-            control.phase = .options
+            let actions = handshake.clientFlags(f)
+            if actions.isEmpty { control.phase = .options } else { perform(actions) }
         case .option(let code, let data):
-            handleOption(code, data)
+            if admitted { core.slots.update(id, activity: true) }
+            perform(handshake.option(code, data))
         case .optionTooBig(let code, let length):
-            countOption()
-            if closed { return }
-            if refuseOption(code) { return }
-            log.warning("NBD connection \(id): option \(code) with \(length) bytes of data refused")
-            switch code {
-            case NBD.optExportName:
-                close()
-            case NBD.optList, NBD.optInfo, NBD.optGo, NBD.optStructuredReply, NBD.optListMetaContext,
-                 NBD.optSetMetaContext, NBD.optAbort, NBD.optStartTLS:
-                if code == NBD.optSetMetaContext { metaName = nil }
-                replyOption(code, NBD.repErrTooBig, "option data too long (\(length) bytes)")
-            default:
-                replyOption(code, NBD.repErrUnsup, "unsupported option \(code)")
-            }
+            perform(handshake.optionTooBig(code, length: Int(length)))
         case .request(let req, let payload):
             handleRequest(req, payload: payload)
         case .requestPayloadSkipped(let req):
@@ -298,11 +269,21 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
 
     // MARK: handshake
 
-    private func countOption() {
-        optionCount += 1
-        if optionCount > NBDLimits.maxOptionsPerHandshake {
-            log.warning("NBD connection \(id): more than \(NBDLimits.maxOptionsPerHandshake) options; closing")
-            close()
+    /// Does what the handshake decided, in order.
+    private func perform(_ actions: [NBDHandshake.Action]) {
+        for a in actions {
+            if closed { return }
+            switch a {
+            case .warn(let w): log.warning("NBD connection \(id) from \(peer): \(w)")
+            case .reply(let option, let type, let message): replyOption(option, type, message)
+            case .close: close()
+            case .startTLS: startTLS()
+            case .list: list()
+            case .info(let name): info(name)
+            case .go(let name): go(name)
+            case .exportName(let name): exportName(name)
+            case .metaContext(let option, let name, let contexts, let set): metaContext(option, name, contexts, set)
+            }
         }
     }
 
@@ -334,46 +315,8 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
         return "\(e)"
     }
 
-    /// Answers options of a refused client or of a plaintext client that
-    /// must use TLS; true if the option was handled so.
-    private func refuseOption(_ code: UInt32) -> Bool {
-        if let why = refusal {
-            switch code {
-            case NBD.optExportName: close()
-            case NBD.optAbort:
-                replyOption(code, NBD.repAck)
-                close()
-            default: replyOption(code, NBD.repErrPolicy, why)
-            }
-            return true
-        }
-        if core.tls?.mode == .require && !tlsActive && code != NBD.optStartTLS && code != NBD.optAbort {
-            if code == NBD.optExportName {
-                log.warning("NBD connection \(id) from \(peer): plaintext NBD_OPT_EXPORT_NAME while TLS is required; closing")
-                close()
-            } else {
-                replyOption(code, NBD.repErrTLSReqd, "this server requires TLS (nbds:// URIs, NBD_OPT_STARTTLS)")
-            }
-            return true
-        }
-        return false
-    }
-
-    private func startTLS(_ code: UInt32, _ data: ByteBuffer) {
-        guard let tls = core.tls else {
-            replyOption(code, NBD.repErrUnsup, "TLS is not enabled on this server")
-            return
-        }
-        guard !tlsActive else {
-            replyOption(code, NBD.repErrInvalid, "TLS is already active")
-            return
-        }
-        guard data.readableBytes == 0 else {
-            replyOption(code, NBD.repErrInvalid, "NBD_OPT_STARTTLS takes no data")
-            return
-        }
-        // The ACK goes out in plaintext; everything after it through TLS.
-        replyOption(code, NBD.repAck)
+    private func startTLS() {
+        guard let tls = core.tls else { return close() }
         do {
             try context.pipeline.syncOperations.addHandler(tls.makeHandler(), position: .first)
         } catch {
@@ -381,149 +324,89 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
             close()
             return
         }
-        tlsActive = true
-        // What was negotiated in plaintext does not count (doc/proto.md).
-        structured = false
-        metaName = nil
+        handshake.tlsStarted()
         log.info("NBD connection \(id) from \(peer): TLS started")
     }
 
-    private func handleOption(_ code: UInt32, _ data: ByteBuffer) {
-        countOption()
-        if closed { return }
-        if admitted { core.slots.update(id, activity: true) }
-        if refuseOption(code) { return }
-        let provider = core.provider
-        switch code {
-        case NBD.optStartTLS:
-            startTLS(code, data)
-
-        case NBD.optExportName:
-            var d = data
-            guard let name = NBDOptionParser.readString(&d, length: d.readableBytes) else {
-                log.warning("NBD connection \(id): malformed export name; closing")
+    private func exportName(_ name: String) {
+        let (provider, config, space) = (core.provider, core.config, core.overlaySpace)
+        offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
+            switch r {
+            case .success(let (ex, ov)):
+                enterTransmission(ex, ov, name: name)
+                var b = context.channel.allocator.buffer(capacity: 134)
+                NBDEncode.exportNameReply(&b, size: ex.info.size, flags: transmissionFlags, noZeroes: handshake.noZeroes)
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            case .failure(let e):
+                // EXPORT_NAME cannot answer with an error: hard disconnect.
+                log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e)); closing")
                 close()
-                return
             }
-            let config = core.config
-            let space = core.overlaySpace
-            offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
-                switch r {
-                case .success(let (ex, ov)):
-                    enterTransmission(ex, ov, name: name)
-                    var b = context.channel.allocator.buffer(capacity: 134)
-                    NBDEncode.exportNameReply(&b, size: ex.info.size, flags: transmissionFlags, noZeroes: noZeroes)
-                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
-                case .failure(let e):
-                    // EXPORT_NAME cannot answer with an error: hard disconnect.
-                    log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e)); closing")
-                    close()
-                }
-            }
+        }
+    }
 
-        case NBD.optAbort:
-            replyOption(code, NBD.repAck)
-            close()
+    private func list() {
+        let provider = core.provider
+        offLoop({ try provider.list() }) { [self] r in
+            switch r {
+            case .success(let exports):
+                var b = context.channel.allocator.buffer(capacity: 64 * (exports.count + 1))
+                for e in exports { NBDEncode.serverReply(&b, name: e.name, description: e.description) }
+                NBDEncode.optionReply(&b, option: NBD.optList, type: NBD.repAck)
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            case .failure(let e):
+                replyOption(NBD.optList, NBD.repErrInvalid, "cannot list revisions: \(Self.message(e))")
+            }
+        }
+    }
 
-        case NBD.optList:
-            guard data.readableBytes == 0 else {
-                replyOption(code, NBD.repErrInvalid, "NBD_OPT_LIST takes no data")
-                return
+    private func go(_ name: String) {
+        let (provider, config, space) = (core.provider, core.config, core.overlaySpace)
+        offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
+            switch r {
+            case .success(let (ex, ov)):
+                var b = context.channel.allocator.buffer(capacity: 256)
+                writeInfo(&b, NBD.optGo, ex.info)
+                NBDEncode.optionReply(&b, option: NBD.optGo, type: NBD.repAck)
+                enterTransmission(ex, ov, name: name)
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            case .failure(let e):
+                log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e))")
+                replyOption(NBD.optGo, NBD.repErrUnknown, Self.message(e))
             }
-            offLoop({ try provider.list() }) { [self] r in
-                switch r {
-                case .success(let exports):
-                    var b = context.channel.allocator.buffer(capacity: 64 * (exports.count + 1))
-                    for e in exports { NBDEncode.serverReply(&b, name: e.name, description: e.description) }
-                    NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
-                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
-                case .failure(let e):
-                    replyOption(code, NBD.repErrInvalid, "cannot list revisions: \(Self.message(e))")
-                }
-            }
+        }
+    }
 
-        case NBD.optInfo, NBD.optGo:
-            guard let (name, _) = NBDOptionParser.infoRequest(data) else {
-                replyOption(code, NBD.repErrInvalid, "malformed NBD_OPT_INFO/GO data")
-                return
+    private func info(_ name: String) {
+        let provider = core.provider
+        offLoop({ try provider.describe(name) }) { [self] r in
+            switch r {
+            case .success(let info):
+                var b = context.channel.allocator.buffer(capacity: 256)
+                writeInfo(&b, NBD.optInfo, info)
+                NBDEncode.optionReply(&b, option: NBD.optInfo, type: NBD.repAck)
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            case .failure(let e):
+                replyOption(NBD.optInfo, NBD.repErrUnknown, Self.message(e))
             }
-            let go = code == NBD.optGo
-            let config = core.config
-            let space = core.overlaySpace
-            if go {
-                offLoop({ try Self.open(provider, name, config, space) }) { [self] r in
-                    switch r {
-                    case .success(let (ex, ov)):
-                        var b = context.channel.allocator.buffer(capacity: 256)
-                        writeInfo(&b, code, ex.info)
-                        NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
-                        enterTransmission(ex, ov, name: name)
-                        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
-                    case .failure(let e):
-                        log.warning("NBD connection \(id): export '\(name)' is not available: \(Self.message(e))")
-                        replyOption(code, NBD.repErrUnknown, Self.message(e))
-                    }
-                }
-            } else {
-                offLoop({ try provider.describe(name) }) { [self] r in
-                    switch r {
-                    case .success(let info):
-                        var b = context.channel.allocator.buffer(capacity: 256)
-                        writeInfo(&b, code, info)
-                        NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
-                        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
-                    case .failure(let e):
-                        replyOption(code, NBD.repErrUnknown, Self.message(e))
-                    }
-                }
-            }
+        }
+    }
 
-        case NBD.optStructuredReply:
-            guard data.readableBytes == 0 else {
-                replyOption(code, NBD.repErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data")
-                return
-            }
-            structured = true
-            replyOption(code, NBD.repAck)
-
-        case NBD.optListMetaContext, NBD.optSetMetaContext:
-            let set = code == NBD.optSetMetaContext
-            if set { metaName = nil }  // replaced even if this one fails
-            guard structured else {
-                replyOption(code, NBD.repErrInvalid, "negotiate structured replies first")
-                return
-            }
-            guard let (name, queries) = NBDOptionParser.metaContextRequest(data) else {
-                replyOption(code, NBD.repErrInvalid, "malformed meta context request")
-                return
-            }
-            var contexts = Set<String>()
-            for q in queries {
-                guard let m = NBDMetaContext.match(q, listing: !set) else {
-                    replyOption(code, NBD.repErrInvalid, "malformed meta context query '\(q)'")
-                    return
+    private func metaContext(_ code: UInt32, _ name: String, _ contexts: [String], _ set: Bool) {
+        let provider = core.provider
+        offLoop({ try provider.describe(name) }) { [self] r in
+            switch r {
+            case .success:
+                var b = context.channel.allocator.buffer(capacity: 64)
+                for c in contexts {
+                    NBDEncode.metaContext(&b, option: code, id: set ? NBDMetaContext.baseAllocationID : 0, name: c)
                 }
-                contexts.formUnion(m)
+                NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
+                if set && !contexts.isEmpty { handshake.metaContextSelected(name) }
+                context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            case .failure(let e):
+                replyOption(code, NBD.repErrUnknown, Self.message(e))
             }
-            if !set && queries.isEmpty { contexts = [NBDMetaContext.baseAllocation] }
-            offLoop({ try provider.describe(name) }) { [self] r in
-                switch r {
-                case .success:
-                    var b = context.channel.allocator.buffer(capacity: 64)
-                    for c in contexts.sorted() {
-                        NBDEncode.metaContext(&b, option: code, id: set ? NBDMetaContext.baseAllocationID : 0, name: c)
-                    }
-                    NBDEncode.optionReply(&b, option: code, type: NBD.repAck)
-                    if set && !contexts.isEmpty { metaName = name }
-                    context.writeAndFlush(wrapOutboundOut(b), promise: nil)
-                case .failure(let e):
-                    replyOption(code, NBD.repErrUnknown, Self.message(e))
-                }
-            }
-
-        default:
-            // EXTENDED_HEADERS and anything unknown.
-            replyOption(code, NBD.repErrUnsup, "unsupported option \(code)")
         }
     }
 
@@ -557,7 +440,7 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
     private func enterTransmission(_ ex: OpenExport, _ ov: Overlay?, name: String) {
         export = ex
         overlay = ov
-        metaActive = structured && metaName != nil && metaName == name
+        metaActive = handshake.metaActive(forExport: name)
         control.acceptWrites = writable
         control.admitPayload = { [unowned self] n in admitPayload(n) }
         control.phase = .transmission
@@ -822,35 +705,16 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
 
     // MARK: reads
 
-    /// One piece of a read: zeros, part of a chunk, or overlay data.
-    enum Segment {
-        case zero(offset: UInt64, length: Int)
-        case chunk(index: Int, inChunk: Int, offset: UInt64, length: Int)
-        case overlay(offset: UInt64, length: Int)
-
-        var offset: UInt64 {
-            switch self {
-            case .zero(let o, _), .chunk(_, _, let o, _), .overlay(let o, _): return o
-            }
-        }
-        var length: Int {
-            switch self {
-            case .zero(_, let l), .chunk(_, _, _, let l), .overlay(_, let l): return l
-            }
-        }
-        var isZero: Bool { if case .zero = self { return true } else { return false } }
-    }
-
     /// The state of one read until all its pieces are there.
     final class ReadOp {
         let req: NBDRequest
-        let segments: [Segment]
+        let segments: [NBDReadPlan.Segment]
         var data: [ByteBuffer?]
         var pending = 0
         var error: Error?
         /// Budget bytes taken for this read (its estimated cost).
         var bytes: Int
-        init(_ req: NBDRequest, _ segments: [Segment], cost: Int) {
+        init(_ req: NBDRequest, _ segments: [NBDReadPlan.Segment], cost: Int) {
             self.req = req
             self.segments = segments
             data = Array(repeating: nil, count: segments.count)
@@ -858,68 +722,14 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
         }
     }
 
-    /// What a reply made of these segments keeps alive (see `finish`).
-    static func cost(_ segments: [Segment]) -> Int {
-        var c = 0
-        for seg in segments {
-            switch seg {
-            case .zero(_, let len): c += min(len, ReplyWriter.copyLimit)
-            case .chunk(_, _, _, let len): c += len < ReplyWriter.copyLimit ? len : ChunkMemory.slabSize
-            case .overlay(_, let len): c += len
-            }
-        }
-        return c
-    }
-
-    static func segments(image: ImageReader, overlay: Overlay?, offset: UInt64, length: Int) -> [Segment] {
-        var segs: [Segment] = []
-        let cs = UInt64(image.chunkSize)
-        let end = offset + UInt64(length)
-        var pos = offset
-        func base(_ c: Int, _ from: UInt64, _ to: UInt64) {
-            if image.isZero(c) {
-                if case .zero(let o, let l)? = segs.last, o + UInt64(l) == from {
-                    segs[segs.count - 1] = .zero(offset: o, length: l + Int(to - from))
-                } else {
-                    segs.append(.zero(offset: from, length: Int(to - from)))
-                }
-            } else {
-                segs.append(.chunk(index: c, inChunk: Int(from - UInt64(c) * cs), offset: from, length: Int(to - from)))
-            }
-        }
-        while pos < end {
-            let c = Int(pos / cs)
-            let pieceEnd = min(end, UInt64(c + 1) * cs)
-            if let ov = overlay, ov.touches(chunk: c) {
-                for r in ov.runs(offset: pos, length: pieceEnd - pos) {
-                    if r.inOverlay {
-                        segs.append(.overlay(offset: r.offset, length: Int(r.length)))
-                    } else {
-                        base(c, r.offset, r.offset + r.length)
-                    }
-                }
-            } else {
-                base(c, pos, pieceEnd)
-            }
-            pos = pieceEnd
-        }
-        return segs
-    }
-
     private func read(_ req: NBDRequest, _ ex: OpenExport) {
         if req.length == 0 {
-            var b = context.channel.allocator.buffer(capacity: 20)
-            if structured {
-                NBDEncode.structuredHeader(&b, flags: NBD.replyFlagDone, type: NBD.replyTypeNone, handle: req.handle, length: 0)
-            } else {
-                NBDEncode.simpleReply(&b, error: 0, handle: req.handle)
-            }
-            send([b], bytes: 0)
+            send([NBDReadPlan.emptyReply(to: req, structured: structured, allocator: context.channel.allocator)], bytes: 0)
             return
         }
         let image = ex.image
-        let segs = Self.segments(image: image, overlay: overlay, offset: req.offset, length: Int(req.length))
-        let estimate = Self.cost(segs)
+        let segs = NBDReadPlan.segments(image: image, overlay: overlay, offset: req.offset, length: Int(req.length))
+        let estimate = NBDReadPlan.cost(segs)
         guard tryHold(estimate) else {
             // No budget now: wait (and stop decoding) until there is.
             parked = req
@@ -995,110 +805,9 @@ final class NBDConnection: ChannelDuplexHandler, SlotConnection, @unchecked Send
             return
         }
         bytesRead += UInt64(req.length)
-        let alloc = context.channel.allocator
-        var out = ReplyWriter(allocator: alloc)
-        // Bytes this reply pins until written: copied bytes, or whole chunk
-        // buffers for data sent as slices of them.
-        var cost = 0
-        func appendData(_ k: Int) {
-            let seg = op.segments[k]
-            switch seg {
-            case .zero(_, let len):
-                out.zeros(len)
-                cost += min(len, 64 << 10)
-            case .chunk(_, let inChunk, _, let len):
-                let buf = op.data[k]!
-                let slice = buf.getSlice(at: buf.readerIndex + inChunk, length: len)!
-                if len < ReplyWriter.copyLimit {
-                    out.copy(slice)
-                    cost += len
-                } else {
-                    out.append(slice)
-                    cost += buf.capacity
-                }
-            case .overlay:
-                out.append(op.data[k]!)
-                cost += seg.length
-            }
-        }
-        if !structured {
-            out.header { NBDEncode.simpleReply(&$0, error: 0, handle: req.handle) }
-            for k in op.segments.indices { appendData(k) }
-        } else if req.flags & NBD.cmdFlagDF != 0 {
-            out.header { NBDEncode.dataHeader(&$0, handle: req.handle, offset: req.offset, dataLength: Int(req.length), done: true) }
-            for k in op.segments.indices { appendData(k) }
-        } else {
-            // Runs of data become OFFSET_DATA chunks, runs of zeros OFFSET_HOLE.
-            var k = 0
-            let segs = op.segments
-            while k < segs.count {
-                var j = k
-                var len = 0
-                while j < segs.count && segs[j].isZero == segs[k].isZero {
-                    len += segs[j].length
-                    j += 1
-                }
-                let last = j == segs.count
-                let off = segs[k].offset
-                if segs[k].isZero {
-                    out.header { NBDEncode.hole(&$0, handle: req.handle, offset: off, length: UInt32(len), done: last) }
-                } else {
-                    out.header { NBDEncode.dataHeader(&$0, handle: req.handle, offset: off, dataLength: len, done: last) }
-                    for m in k..<j { appendData(m) }
-                }
-                k = j
-            }
-        }
+        let (buffers, cost) = NBDReadPlan.reply(to: req, structured: structured, segments: op.segments, data: op.data,
+                                                allocator: context.channel.allocator)
         hold(cost - op.bytes)
-        send(out.finish(), bytes: cost)
-    }
-}
-
-/// Collects the buffers of one reply: small pieces are copied into one
-/// buffer, large ones are sent as they are (slices of cached chunks).
-struct ReplyWriter {
-    static let copyLimit = 64 << 10
-    let allocator: ByteBufferAllocator
-    var buffers: [ByteBuffer] = []
-    var current: ByteBuffer
-
-    init(allocator: ByteBufferAllocator) {
-        self.allocator = allocator
-        current = allocator.buffer(capacity: 256)
-    }
-
-    mutating func header(_ body: (inout ByteBuffer) -> Void) {
-        body(&current)
-    }
-
-    mutating func copy(_ b: ByteBuffer) {
-        var b = b
-        current.writeBuffer(&b)
-    }
-
-    mutating func append(_ b: ByteBuffer) {
-        if current.readableBytes > 0 {
-            buffers.append(current)
-            current = allocator.buffer(capacity: 256)
-        }
-        buffers.append(b)
-    }
-
-    mutating func zeros(_ n: Int) {
-        if n < Self.copyLimit {
-            current.writeRepeatingByte(0, count: n)
-            return
-        }
-        var left = n
-        while left > 0 {
-            let k = min(left, NBDConnection.zeros.readableBytes)
-            append(NBDConnection.zeros.getSlice(at: NBDConnection.zeros.readerIndex, length: k)!)
-            left -= k
-        }
-    }
-
-    mutating func finish() -> [ByteBuffer] {
-        if current.readableBytes > 0 || buffers.isEmpty { buffers.append(current) }
-        return buffers
+        send(buffers, bytes: cost)
     }
 }
