@@ -73,8 +73,8 @@ final class ServerCore: @unchecked Sendable {
     let cache: ChunkCache
     let control = DispatchQueue(label: "backy-nbd-control", attributes: .concurrent)
     /// Every open connection (admitted or being refused), for stopping.
-    let connections = Locked<[Int: NBDConnection]>([:])
-    let slots: ConnectionSlots<NBDConnection>
+    let connections = Locked<[Int: NBDConnectionHandle]>([:])
+    let slots: ConnectionSlots<NBDConnectionHandle>
     let budget: ReplyBudget
     let overlaySpace: OverlaySpace
     let refusals: RefusalLog
