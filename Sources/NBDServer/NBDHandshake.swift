@@ -61,7 +61,7 @@ struct NBDHandshake {
     }
 
     /// TLS is now under the decoder: what was negotiated in plaintext does
-    /// not count (the NBD protocol's doc/proto.md, "TLS support").
+    /// not count (NetworkBlockDevice/nbd doc/proto.md, "TLS support").
     mutating func tlsStarted() {
         tlsActive = true
         structured = false

@@ -1,4 +1,4 @@
-// Check.swift — `backy check`, the Nagios/Icinga plugin (reference §10): reads
+// Check.swift — `backy check`, the Nagios/Icinga plugin (README.md, "Monitoring with `backy check`"): reads
 // the status file (and the configuration, for the jobs that must be in it)
 // and prints one status line with perfdata after " | ", then one line per
 // job at fault. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.

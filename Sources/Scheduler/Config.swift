@@ -1,5 +1,5 @@
-// Config.swift — the scheduler's configuration file (`/etc/backy.conf`, reference
-// §3.1): `global` (base-dir, worker-limit, status-file, status-interval,
+// Config.swift — the scheduler's configuration file (`/etc/backy.conf`, every key
+// in backy.conf.example): `global` (base-dir, worker-limit, status-file, status-interval,
 // telnet-addrs, telnet-port, drill), `schedules` (name → tag → {interval, keep}) and
 // `jobs` (name → {schedule, source, drill}). Every problem is reported as one line naming the
 // file, the line (where the YAML parser knows it) and the key, e.g.
@@ -45,7 +45,7 @@ public struct JobDefinition: Equatable, Sendable {
         self.drillInterval = drillInterval
     }
 
-    /// The job's spread (reference §7.2).
+    /// The job's spread (Spread).
     public var spread: Int { Scheduler.spread(jobName: name, maxInterval: schedule.maxInterval) }
 }
 
@@ -404,7 +404,7 @@ public struct SchedulerConfig: Sendable {
         return config
     }
 
-    /// Checks the keys a source type needs (reference §3.1) and makes a relative
+    /// Checks the keys a source type needs (backy.conf.example) and makes a relative
     /// `filename` of a file source absolute.
     static func validateSource(_ source: inout YAMLMap, key: String, job: YAMLMap, problems p: Problems, configDir: String) throws {
         guard let tv = source["type"] else {

@@ -1,4 +1,4 @@
-// Console.swift — the scheduler's telnet console (reference §9, with 2.5's shell):
+// Console.swift — the scheduler's telnet console (README.md, "The console"; backy 2.4's commands with 2.5's shell):
 // banner `backy <version>` / `Ready.`, prompt `backy> `, commands `jobs [--json] [REGEX]`,
 // `status`, `run JOB`, `runall`, `reload`, `help [CMD]`, `quit`; several commands
 // per line separated by `;`, arguments split like a shell. Unknown commands and
@@ -126,7 +126,7 @@ public enum ConsoleCommands {
         return Reply(lines: out, quit: false)
     }
 
-    /// The `jobs` table (§9): sorted by job, " UTC" removed from times.
+    /// The `jobs` table: sorted by job, " UTC" removed from times.
     /// REGEX is searched in the job name (like Python's re.search) by a
     /// matcher without backtracking.
     public static func jobs(_ entries: [JobStatusEntry], filter: String?) -> [String] {

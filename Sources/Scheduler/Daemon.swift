@@ -1,12 +1,12 @@
-// Daemon.swift — `backy scheduler`: the long-running daemon of reference §7. It
+// Daemon.swift — `backy scheduler`: the long-running daemon (README.md, "Running it in production"). It
 // takes `<base-dir>/.lock`, creates the job directories and their `config`, plans
-// every job with the schedule math (§7.3–7.4), and runs due jobs — at most
+// every job with the schedule math (ScheduleMath), and runs due jobs — at most
 // `worker-limit` at once, first come first served — as subprocesses of its own
 // binary: `backy -b <jobdir> -l <jobdir>/backy.log backup <tags>`, then expiry
-// (§8.2) in-process under the job's `.backup` lock, then `backy … purge`; restore
+// (Expiry) in-process under the job's `.backup` lock, then `backy … purge`; restore
 // drills (`drill`, DrillSchedule.swift) run as `backy … drill` the same way. A failed
-// run backs off 2, 4, 8 … minutes up to 6 h (§7.5); so does a run that exits 0
-// without leaving the revision it was asked for (no hot loop, §15 item 2).
+// run backs off 2, 4, 8 … minutes up to 6 h (README.md, "Schedules, retries, retention"); so does a run that exits 0
+// without leaving the revision it was asked for (no hot loop: backy 2.4 restarted it at once).
 //
 // The status file is rewritten every `status-interval`; the telnet console answers
 // on `telnet-addrs`:`telnet-port` (and `console-socket`); services injected by the

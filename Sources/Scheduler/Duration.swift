@@ -1,4 +1,4 @@
-// Duration.swift — parsing of schedule interval strings (reference §3.1,
+// Duration.swift — parsing of schedule interval strings (backy.conf.example;
 // backy's `parse_duration`): an integer with suffix w/d/h/m/s, or a bare integer
 // meaning seconds. A YAML integer (which crashed 2.4.3) is accepted by passing its
 // text; zero, negative and malformed values are rejected with a descriptive error.

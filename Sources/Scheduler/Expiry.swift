@@ -1,8 +1,8 @@
-// Expiry.swift — applies the schedule's expiry (reference §8.2, `Schedule.expire`)
+// Expiry.swift — applies the schedule's expiry (backy 2.4's `Schedule.expire`; README.md, "Schedules, retries, retention")
 // to a job directory: revisions lose the schedule tags they no longer need (their
 // `.rev` is rewritten) and revisions left without tags are removed. `preview`
 // (`backy expire --dry-run`) says the same without changing anything. Unlike 2.4.3
-// (bug §15 item 7) this takes the job's `.backup` lock, without waiting: while a
+// this takes the job's `.backup` lock, without waiting: while a
 // backup runs, expiry is skipped and happens after the next run.
 
 import ChunkStore

@@ -1,7 +1,7 @@
 // MersenneTwister.swift — MT19937 pseudo-random generator, bit-for-bit compatible with
 // CPython's `random.Random` for what backy's spread needs: `random.seed(int)` (via
 // `init_by_array`), `getrandbits(k)` and `randint(a, b)` / `_randbelow(n)`.
-// Used to reproduce backy 2.4's per-job spread (reference §7.2) exactly.
+// Used to reproduce backy 2.4's per-job spread (Spread) exactly.
 
 import Foundation
 

@@ -1,7 +1,8 @@
 // ScheduleMath.swift — the pure schedule math of backy 2.4's scheduler: the ideal
-// next time per tag on a grid anchored at 0001-01-01 UTC (reference §7.3), choosing
-// the next run's time and tags with missed-tag catch-up (§7.4), expiry of tags and
-// revisions (§8.2), tag ordering, the SLA check (§10) and the failure backoff (§7.5).
+// next time per tag on a grid anchored at 0001-01-01 UTC (backy 2.4's `next_in_interval`), choosing
+// the next run's time and tags with missed-tag catch-up (backy 2.4's `Schedule.next`), expiry of tags and
+// revisions (`Schedule.expire`), tag ordering, the SLA check and the failure backoff
+// (README.md, "Schedules, retries, retention" and "Monitoring with `backy check`").
 // Everything is a pure function of its inputs (the clock is always passed in).
 
 import ChunkStore
@@ -292,7 +293,7 @@ public struct Schedule: Sendable, Hashable {
         }
     }
 
-    /// The SLA (reference §10): OK if there is no complete revision, or if the newest
+    /// The SLA (README.md, "Monitoring with `backy check`"): OK if there is no complete revision, or if the newest
     /// complete revision is at most 1.5 × the smallest interval old; else TOO OLD.
     /// Incomplete revisions never count, nor do future-dated ones: a job whose
     /// complete revisions are all future-dated is TOO OLD.

@@ -1,4 +1,4 @@
-// Spread.swift — backy 2.4's deterministic per-job spread (reference §7.2): the MD5 of
+// Spread.swift — backy 2.4's deterministic per-job spread (its `scheduler.py`): the MD5 of
 // the job name, read as a 128-bit big-endian integer, seeds a CPython-compatible
 // Mersenne Twister, and `randint(0, L)` (L = the schedule's largest interval in whole
 // seconds) gives the job's offset on every schedule grid.

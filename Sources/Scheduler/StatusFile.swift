@@ -1,4 +1,5 @@
-// StatusFile.swift — the daemon's status file (reference §7.7). The file is a
+// StatusFile.swift — the daemon's status file (README.md,
+// "Monitoring with `backy check`"). The file is a
 // YAML list with one flow mapping per job carrying 2.4's keys (job, sla,
 // status, last_time, last_tags, last_duration, next_time, next_tags) plus
 // `sla_overdue` (seconds past the SLA, as 2.5 adds), `failures` (consecutive

@@ -412,7 +412,7 @@ final class CephTests: XCTestCase {
         let b2 = backup(job, img, expect: ["Performing differential backup", "missed changes",
                                            "Marking revision", "distrusted"])
         // Distrusted by its source: the post-backup chunk verification
-        // (§5.1 step 8) leaves it alone, since its chunks being intact says
+        // (BackupRun) leaves it alone, since its chunks being intact says
         // nothing about the source.
         XCTAssertEqual(b2.trust, "distrusted")
         XCTAssertTrue(b2.log.contains("Found inconsistent revision(s)") == false, b2.log)

@@ -1,4 +1,4 @@
-// TrustSupport: helpers for the tests of issue 11 (a job with revisions,
+// TrustSupport: helpers for the trust tests (a job with revisions,
 // hand-written revision files, a child run measured with wait4 for its peak
 // memory and time, reading a file's bytes) shared by the Trust*Tests files.
 import Foundation

@@ -1,4 +1,4 @@
-// ConfigTests.swift — the scheduler configuration (reference §3.1): defaults,
+// ConfigTests.swift — the scheduler configuration (backy.conf.example): defaults,
 // relative paths resolved against the config file's directory, and one-line
 // errors that name the file, the line and the key.
 
@@ -54,11 +54,11 @@ final class SchedulerConfigTests: XCTestCase {
         XCTAssertEqual(c.jobs[0].scheduleName, "default")
         XCTAssertEqual(c.jobs[0].schedule.interval(of: "weekly"), 604_800)
         XCTAssertEqual(c.jobs[0].source["filename"], .string("/srv/images/test01"))
-        // The spread of §7.2 for test01 with L = 1 w.
+        // The spread (Spread) for test01 with L = 1 w.
         XCTAssertEqual(c.jobs[0].spread, 159_773)
     }
 
-    /// The example of backy 2.4's documentation (reference §3.1), as operators
+    /// The example of backy 2.4's documentation, as operators
     /// have it in /etc/backy.conf: loads unchanged, flyingcircus included.
     func testBackyTwoFourConfigLoadsUnchanged() throws {
         let c = try parse("""
@@ -100,7 +100,7 @@ final class SchedulerConfigTests: XCTestCase {
         XCTAssertEqual(fc.source["type"], .string("flyingcircus"))
         XCTAssertEqual(fc.source["vm"], .string("test03"))
         XCTAssertEqual(fc.schedule.interval(of: "hourly"), 3600)
-        // test01 keeps its time of day: the spread of §7.2 with L = 30 d.
+        // test01 keeps its time of day: the spread (Spread) with L = 30 d.
         XCTAssertEqual(c.jobs.first { $0.name == "test01" }!.spread, 639_092)
     }
 

@@ -1,4 +1,4 @@
-// ConsoleTests.swift — the telnet console's commands (reference §9), its line
+// ConsoleTests.swift — the telnet console's commands (README.md, "The console"), its line
 // splitting, telnet negotiation and line assembly, against a fake daemon.
 
 import Foundation

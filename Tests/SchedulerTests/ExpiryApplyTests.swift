@@ -1,4 +1,4 @@
-// ExpiryApplyTests.swift — expiry (reference §8.2) applied to a real job directory:
+// ExpiryApplyTests.swift — expiry (backy 2.4's `Schedule.expire`) applied to a real job directory:
 // tags are taken off and `.rev` files rewritten, tag-less revisions removed,
 // ad-hoc tags survive, and nothing happens while a backup holds `.backup`.
 // Also the history cache the daemon uses for the status file and `jobs`.

@@ -1,7 +1,7 @@
 // ScheduleMathTests.swift — tests for the scheduler's pure schedule math: the
-// CPython-compatible Mersenne Twister, spread (§7.2), interval parsing (§3.1),
-// next_in_interval (§7.3), Schedule.next (§7.4), expiry (§8.2), tag order, SLA (§10)
-// and backoff (§7.5) of the backy 2.4 reference.
+// CPython-compatible Mersenne Twister, spread, interval parsing,
+// next_in_interval, Schedule.next, expiry (Schedule.expire), tag order, SLA
+// and backoff, with values computed by backy 2.4.3's own code.
 
 import Foundation
 import XCTest
@@ -222,7 +222,7 @@ final class NextInIntervalTests: XCTestCase {
                        utc("2015-09-01 08:01:40"))
     }
 
-    // §7.3: job test01 on the default schedule (spread 639092).
+    // next_in_interval: job test01 on the default schedule (spread 639092).
     func testTest01DefaultScheduleTimes() {
         let s = 639_092
         XCTAssertEqual(nextInInterval(now: clock, interval: day, spread: s), utc("2015-09-01 09:31:32"))
@@ -310,7 +310,7 @@ final class ScheduleNextTests: XCTestCase {
                        [])
     }
 
-    // Deliberate difference from 2.4.3 (§15 item 8): incomplete revisions don't count.
+    // Deliberate difference from 2.4.3 (2.4.3 counted them): incomplete revisions don't count.
     func testIncompleteRevisionsDoNotCountForMissedTags() {
         let history = [
             rev("old", clock.addingTimeInterval(-3 * 86400), ["daily"]),
@@ -329,7 +329,7 @@ final class ScheduleNextTests: XCTestCase {
         XCTAssertEqual(next.tags, ["daily", "test"])
     }
 
-    // §7.3: larger-interval runs coincide with smaller ones and their tags merge.
+    // next_in_interval: larger-interval runs coincide with smaller ones and their tags merge.
     func testTest01DefaultScheduleMergesTags() throws {
         let s = try Schedule(config: [
             "daily": (interval: "1d", keep: 7), "weekly": (interval: "1w", keep: 4),

@@ -1,5 +1,5 @@
-// StatusCheckTests.swift — the status file (reference §7.7) and `backy check`
-// (§10): keys and values, SLA boundary, exact check lines and exit codes, perfdata.
+// StatusCheckTests.swift — the status file and `backy check` (README.md,
+// "Monitoring with `backy check`"): keys and values, SLA boundary, exact check lines and exit codes, perfdata.
 
 import ChunkStore
 import Foundation

@@ -3,7 +3,7 @@
 // exports, Mount, the sources) names what it wants — a chunk, a revision's
 // metadata or map, a lock, a pin — and never builds a path. The job
 // directory (DirectoryBackend) is the first implementation; a backend that
-// keeps a job in Ceph RADOS (issue 14) implements the same protocols:
+// keeps a job in Ceph RADOS (next) implements the same protocols:
 // chunk objects written whole (exclusive create or write_full), metadata
 // and maps as objects, locks and pins as advisory locks with a duration
 // (docs/architecture.md, "The storage seam"). Formats stay above the seam:

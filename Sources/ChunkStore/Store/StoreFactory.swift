@@ -1,6 +1,6 @@
 // StoreFactory: opens the store of a job directory. Today every job's store
 // is its directory (DirectoryBackend); a `store:` key in the job's local
-// `config` choosing another backend (Ceph RADOS, issue 14) is read here and
+// `config` choosing another backend (Ceph RADOS, next) will be read here and
 // nowhere else.
 
 public enum StoreFactory {
