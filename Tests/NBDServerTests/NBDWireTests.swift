@@ -1,7 +1,6 @@
-// NBDWireTests: the pure parts of the NBD server: constants against the
-// protocol document, option payload parsing, meta context queries, the
-// decoder's bounded handling of huge options and writes, block status
-// extents, and the overlay's block map.
+// NBDWireTests: the NBD wire format: constants against the protocol
+// document, option payload parsing, meta context queries, the decoder's
+// bounded handling of huge options and writes.
 import ChunkStore
 import NBDServer
 import NIOCore
@@ -168,112 +167,5 @@ final class NBDWireTests: XCTestCase {
         var bad = buf([UInt8](repeating: 0x55, count: 28))
         guard case .violation? = dec.next(&bad) else { return XCTFail("expected violation") }
         XCTAssertEqual(control.phase, .stopped)
-    }
-
-    // MARK: block status
-
-    func testExtentsMergeAndRespectReqOne() {
-        let img = MemoryImage(size: 10 * 65536 + 1000, zeroChunks: [1, 2, 5])
-        let all = BlockStatus.extents(image: img, overlay: nil, offset: 0, length: UInt32(img.imageSize), reqOne: false)
-        let hz = NBD.stateHole | NBD.stateZero
-        XCTAssertEqual(all, [NBDExtent(length: 65536, flags: 0), NBDExtent(length: 131072, flags: hz),
-                             NBDExtent(length: 131072, flags: 0), NBDExtent(length: 65536, flags: hz),
-                             NBDExtent(length: 4 * 65536 + 1000, flags: 0)])
-        XCTAssertEqual(all.reduce(0) { $0 + UInt64($1.length) }, img.imageSize)
-        let part = BlockStatus.extents(image: img, overlay: nil, offset: 70000, length: 100000, reqOne: false)
-        XCTAssertEqual(part, [NBDExtent(length: 100000, flags: hz)])
-        let one = BlockStatus.extents(image: img, overlay: nil, offset: 1000, length: 200000, reqOne: true)
-        XCTAssertEqual(one, [NBDExtent(length: 65536 - 1000, flags: 0)])
-        let one2 = BlockStatus.extents(image: img, overlay: nil, offset: 65536, length: 4096, reqOne: true)
-        XCTAssertEqual(one2, [NBDExtent(length: 4096, flags: hz)])
-    }
-
-    // MARK: overlay
-
-    func testOverlayReadModifyWriteAndRuns() throws {
-        let img = MemoryImage(size: 4 * 65536 + 512, zeroChunks: [2])
-        let ov = try Overlay(size: img.imageSize, chunkSize: img.chunkSize, directory: NSTemporaryDirectory())
-        let base: Overlay.BaseReader = { off, out in
-            img.bytes.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(off)..<(Int(off) + out.count)])) }
-        }
-        var model = img.bytes
-        // Unaligned write spanning two 4 KiB blocks.
-        let data = [UInt8](repeating: 0x5A, count: 5000)
-        try data.withUnsafeBytes { try ov.write(offset: 3000, data: $0, base: base) }
-        model.replaceSubrange(3000..<8000, with: data)
-        XCTAssertEqual(ov.runs(offset: 0, length: 65536).map { $0.inOverlay }, [true, false])
-        XCTAssertEqual(ov.runs(offset: 0, length: 65536).first?.length, 8192)
-        // Zero a range inside the zero chunk and across the image end.
-        try ov.zero(offset: 2 * 65536 + 100, length: 10, base: base)
-        try ov.zero(offset: 4 * 65536 - 100, length: 612, base: base)
-        for i in (4 * 65536 - 100)..<(4 * 65536 + 512) { model[i] = 0 }
-        // Every byte reads back as the model says.
-        for r in ov.runs(offset: 0, length: img.imageSize) {
-            var got = [UInt8](repeating: 0, count: Int(r.length))
-            if r.inOverlay {
-                try got.withUnsafeMutableBytes { try ov.read(offset: r.offset, into: $0) }
-            } else {
-                try got.withUnsafeMutableBytes { try base(r.offset, $0) }
-            }
-            XCTAssertEqual(got, Array(model[Int(r.offset)..<Int(r.offset + r.length)]), "run at \(r.offset)")
-        }
-        // Overlay blocks are data in block status.
-        let ext = BlockStatus.extents(image: img, overlay: ov, offset: 2 * 65536, length: 65536, reqOne: false)
-        XCTAssertEqual(ext.first, NBDExtent(length: 4096, flags: 0))
-        XCTAssertEqual(ext.last, NBDExtent(length: 65536 - 4096, flags: NBD.stateHole | NBD.stateZero))
-    }
-
-    func testChunkCacheIsBoundedAndLoadsOnce() throws {
-        let img = MemoryImage(size: 40 * 65536)
-        let pool = WorkerPool(threads: 2)
-        defer { pool.shutdown() }
-        let cache = ChunkCache(capacity: 4, pool: pool)
-        // Eight threads ask for one chunk while its load is held back: one
-        // load, and every caller gets the chunk's bytes.
-        let gate = DispatchSemaphore(value: 0)
-        img.hold(5, until: gate)
-        let got = Locked<[[UInt8]]>([])
-        let waiting = DispatchGroup()
-        DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            waiting.enter()
-            let now = cache.get(img, 5) { r in
-                switch r {
-                case .success(let b): got.with { $0.append(Array(b.readableBytesView)) }
-                case .failure(let e): XCTFail("\(e)")
-                }
-                waiting.leave()
-            }
-            if let b = now {
-                got.with { $0.append(Array(b.readableBytesView)) }
-                waiting.leave()
-            }
-        }
-        XCTAssertEqual(img.reads.get, 0, "the load is held")
-        gate.signal()
-        XCTAssertEqual(waiting.wait(timeout: .now() + 10), .success)
-        XCTAssertEqual(img.reads.get, 1, "one load for eight concurrent gets of one chunk")
-        XCTAssertEqual(got.get.count, 8)
-        XCTAssertTrue(got.get.allSatisfy { $0 == Array(img.bytes[(5 * 65536)..<(6 * 65536)]) })
-        // Once cached it is not loaded again.
-        XCTAssertNotNil(cache.get(img, 5) { _ in XCTFail("cached chunk loaded again") })
-        XCTAssertEqual(img.reads.get, 1)
-        img.reads.with { $0 = 0 }
-
-        // Many chunks, many times: the cache stays within its capacity.
-        let group = DispatchGroup()
-        for _ in 0..<3 {
-            for c in 0..<20 {
-                group.enter()
-                if cache.get(img, c, { r in
-                    if case .failure(let e) = r { XCTFail("\(e)") }
-                    group.leave()
-                }) != nil { group.leave() }
-            }
-        }
-        XCTAssertEqual(group.wait(timeout: .now() + 10), .success)
-        XCTAssertLessThanOrEqual(cache.count, 4)
-        XCTAssertLessThanOrEqual(img.reads.get, 60, "at most one load per get")
-        XCTAssertGreaterThanOrEqual(img.reads.get, 19, "every chunk loaded (chunk 5 may still be cached)")
-        XCTAssertTrue(img.violations.get.isEmpty)
     }
 }
