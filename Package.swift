@@ -74,7 +74,8 @@ let package = Package(
         // Prometheus metrics of the scheduler's jobs: the snapshot, its text
         // form (swift-prometheus), the /metrics responder (SwiftNIO).
         .target(name: "BackyMetrics", dependencies: [
-            "Scheduler", "ServerSupport",
+            "Scheduler", "ServerSupport", "ChunkStore",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),

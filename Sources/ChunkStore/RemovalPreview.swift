@@ -1,7 +1,8 @@
 // RemovalPreview: what removing some revisions would free, for the dry runs
 // of `forget` and `expire`: the revisions' own files (.rev, map, backy 2.x
 // image) and the chunks that only they use (the next purge removes those),
-// with their bytes. Reads revision files and maps only; changes nothing.
+// with their bytes. Reads revision metadata and maps through the store
+// (StoreBackend) and asks it for sizes; changes nothing.
 import Foundation
 
 public struct RemovalPreview: Equatable, Sendable {
@@ -21,37 +22,39 @@ public struct RemovalPreview: Equatable, Sendable {
     /// the other revisions' side (it is an error, as for purge).
     public static func compute(job: Job, removing ids: Set<String>) throws -> RemovalPreview {
         var p = RemovalPreview()
+        let backend = job.backend
         var goneNative = Set<ChunkID>(), keptNative = Set<ChunkID>()
         var goneLegacy = Set<String>(), keptLegacy = Set<String>()
         for rev in try job.scan() {
             let removing = ids.contains(rev.id)
             if removing {
-                for f in [job.revPath(rev.id), job.mapPath(rev.id), job.legacyImagePath(rev.id)] {
-                    if let st = Posix.linkStatus(f) { p.fileBytes += Int64(st.st_size) }
+                for o in [StoreObjectName.revision(rev.id), .map(rev.id), .legacyData(rev.id)] {
+                    p.fileBytes += backend.size(of: o) ?? 0
                 }
             }
             switch rev.backend {
             case .native:
-                guard Posix.linkStatus(job.mapPath(rev.id)) != nil else { continue }
-                let chunks = try ChunkMap.read(path: job.mapPath(rev.id)).distinctChunks
+                guard backend.size(of: .map(rev.id)) != nil else { continue }
+                let chunks = try backend.readMap(.map(rev.id)).distinctChunks
                 if removing { goneNative.formUnion(chunks) } else { keptNative.formUnion(chunks) }
             case .legacyChunked:
-                guard Posix.linkStatus(job.legacyImagePath(rev.id)) != nil else { continue }
-                let chunks = try LegacyMap.read(path: job.legacyImagePath(rev.id)).distinctChunks
+                guard backend.size(of: .legacyData(rev.id)) != nil else { continue }
+                let chunks = try backend.readLegacyMap(.legacyData(rev.id)).distinctChunks
                 if removing { goneLegacy.formUnion(chunks) } else { keptLegacy.formUnion(chunks) }
             case .cowfile, .unknown:
                 continue
             }
         }
+        let chunks = job.store.chunks
         for id in goneNative.subtracting(keptNative) where !id.isZero {
-            guard let st = Posix.linkStatus(job.store.path(id)) else { continue }
+            guard let size = chunks.size(of: .native(id)) else { continue }
             p.chunks += 1
-            p.chunkBytes += Int64(st.st_size)
+            p.chunkBytes += size
         }
         for hash in goneLegacy.subtracting(keptLegacy) {
-            guard let st = Posix.linkStatus(LegacyMap.chunkPath(store: job.store, hash: hash)) else { continue }
+            guard let size = chunks.size(of: .legacy(hash)) else { continue }
             p.chunks += 1
-            p.chunkBytes += Int64(st.st_size)
+            p.chunkBytes += size
         }
         return p
     }

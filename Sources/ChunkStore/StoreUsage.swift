@@ -1,12 +1,10 @@
 // StoreUsage: what a job's store holds and how well it is verified, for
 // `status` (its summary line and `--json`'s `store`) and the metrics: chunk
 // files (native and backy 2.x), their bytes, the disk space the whole job
-// directory takes, and the verification coverage from the verified index.
-// Reads only directory entries and inodes (lstat), never chunk contents.
+// store takes, and the verification coverage from the verified index.
+// Asks the store (StoreBackend) for listings and sizes, never for chunk
+// contents.
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 public struct StoreUsage: Equatable, Sendable {
     /// Native chunk files.
@@ -38,20 +36,18 @@ public struct StoreUsage: Equatable, Sendable {
     public static func measure(_ job: Job) throws -> StoreUsage {
         var u = StoreUsage()
         var ids: [ChunkID] = []
-        try job.store.list { entry in
-            switch entry {
-            case .chunk(let id):
+        let chunks = job.store.chunks
+        try chunks.list(strict: false) { chunk in
+            switch chunk {
+            case .native(let id):
                 ids.append(id)
                 u.chunks += 1
-                if let st = Posix.linkStatus(job.store.path(id)) { u.storedBytes += Int64(st.st_size) }
-            case .other(let path, _, let name):
-                if name.hasSuffix(".chunk.lzo") {
-                    u.legacyChunks += 1
-                    if let st = Posix.linkStatus(path) { u.storedBytes += Int64(st.st_size) }
-                }
+            case .legacy:
+                u.legacyChunks += 1
             }
+            u.storedBytes += chunks.size(of: chunk) ?? 0
         }
-        u.diskBytes = diskUse(job.path, depth: 3)
+        u.diskBytes = job.backend.spaceUsed()
         let index = try VerifiedIndex.load(job)
         var oldest: UInt32 = .max, newest: UInt32 = 0
         for id in ids {
@@ -64,25 +60,9 @@ public struct StoreUsage: Equatable, Sendable {
             u.oldestVerified = Date(timeIntervalSince1970: Double(oldest))
             u.newestVerified = Date(timeIntervalSince1970: Double(newest))
         }
-        u.quarantined = Quarantine.reported(job).count
+        // Quarantined chunks: one report per chunk name.
+        let reports = (try? job.backend.listQuarantineReports()) ?? []
+        u.quarantined = Set(reports.map { String($0.prefix { $0 != "." }) }).count
         return u
-    }
-
-    /// Allocated bytes of a directory tree (symlinks are not followed; at
-    /// most `depth` levels: a job directory is chunks/<xx>/<file>).
-    static func diskUse(_ path: String, depth: Int) -> Int64 {
-        guard let st = Posix.linkStatus(path) else { return 0 }
-        var total = Int64(st.st_blocks) * 512
-        guard Posix.entryType(st.st_mode) == .directory, depth > 0,
-              let entries = try? Posix.listDirectoryTyped(path) else { return total }
-        for e in entries {
-            let p = path + "/" + e.name
-            if e.type == .directory {
-                total += diskUse(p, depth: depth - 1)
-            } else if let s = Posix.linkStatus(p) {
-                total += Int64(s.st_blocks) * 512
-            }
-        }
-        return total
     }
 }

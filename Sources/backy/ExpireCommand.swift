@@ -5,6 +5,7 @@
 import ArgumentParser
 import ChunkStore
 import Foundation
+import Presentation
 import Scheduler
 
 struct ExpireCommand: ParsableCommand {

@@ -2,6 +2,7 @@
 import ArgumentParser
 import ChunkStore
 import Foundation
+import Presentation
 import SourcesPlugins
 
 struct DistrustCommand: ParsableCommand {

@@ -253,6 +253,12 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// gone. Throws if it cannot be told (a dangling link, an I/O error):
     /// unreadable is not absent.
     func version(of object: StoreObjectName) throws -> (version: ObjectVersion, isPlain: Bool)?
+    /// The object's size, nil if it is not there (for what removing it
+    /// would free).
+    func size(of object: StoreObjectName) -> Int64?
+    /// Space the whole store takes where it lives (allocated bytes: chunks,
+    /// maps, revisions, quarantine, and what else the backend keeps).
+    func spaceUsed() -> Int64
 
     // MARK: listings
 

@@ -126,6 +126,31 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
         throw BackyError(.io, "cannot stat \(p): \(String(cString: strerror(e)))", errno: e)
     }
 
+    /// lstat(2): a symlink is not followed.
+    public func size(of object: StoreObjectName) -> Int64? {
+        Posix.linkStatus(location(of: object)).map { Int64($0.st_size) }
+    }
+
+    /// Allocated bytes of the job directory, like `du` (symlinks are not
+    /// followed; three levels: chunks/<xx>/<file>).
+    public func spaceUsed() -> Int64 { DirectoryBackend.diskUse(jobPath, depth: 3) }
+
+    static func diskUse(_ path: String, depth: Int) -> Int64 {
+        guard let st = Posix.linkStatus(path) else { return 0 }
+        var total = Int64(st.st_blocks) * 512
+        guard Posix.entryType(st.st_mode) == .directory, depth > 0,
+              let entries = try? Posix.listDirectoryTyped(path) else { return total }
+        for e in entries {
+            let p = path + "/" + e.name
+            if e.type == .directory {
+                total += diskUse(p, depth: depth - 1)
+            } else if let s = Posix.linkStatus(p) {
+                total += Int64(s.st_blocks) * 512
+            }
+        }
+        return total
+    }
+
     // MARK: listings
 
     /// `<id>.rev` files: symlinks (`last.rev`) are skipped; other files that
