@@ -101,3 +101,26 @@ man:
 	$(SWIFT) package plugin generate-manual --configuration debug --date $(MAN_DATE)
 	mkdir -p docs/man
 	cp .build/plugins/GenerateManual/outputs/backy/backy.1 docs/man/backy.1
+
+# ---- Fuzzing and sanitizers (fuzz/README.md) --------------------------------
+# The fuzz targets are a package of their own (fuzz/), built with libFuzzer
+# and AddressSanitizer into .build-fuzz; every run first replays the seeds
+# and fuzz/regressions/. `make fuzz`: each target FUZZ_SECONDS (all of them
+# together >= 10 minutes by default); `make fuzz-ci` (run by .ci/run): each
+# target FUZZ_CI_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 15
+
+.PHONY: fuzz fuzz-ci fuzz-replay
+
+fuzz: deps
+	fuzz/run build
+	fuzz/run fuzz $(FUZZ_SECONDS)
+
+fuzz-ci: deps
+	fuzz/run build
+	fuzz/run fuzz $(FUZZ_CI_SECONDS)
+
+fuzz-replay: deps
+	fuzz/run build
+	fuzz/run replay

@@ -8,6 +8,11 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "backy", targets: ["backy"]),
+        // The libraries, for the fuzz targets in fuzz/ (a package of its own).
+        .library(name: "ChunkStore", targets: ["ChunkStore"]),
+        .library(name: "SourcesPlugins", targets: ["SourcesPlugins"]),
+        .library(name: "Scheduler", targets: ["Scheduler"]),
+        .library(name: "NBDServer", targets: ["NBDServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
