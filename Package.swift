@@ -16,7 +16,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
@@ -49,7 +48,6 @@ let package = Package(
         .target(name: "ChunkStore", dependencies: [
             "CZstd", "CLZO", "CLibYAML", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The sources (file, ceph-rbd) behind one protocol in Sources/, and

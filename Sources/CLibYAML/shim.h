@@ -1,4 +1,4 @@
-// CLibYAML: libyaml's event parser (Debian libyaml-dev), so YAML text can be
-// screened for anchors, aliases and deep nesting before Yams composes it
-// (composing expands aliases: a few hundred bytes can become gigabytes).
+// CLibYAML: libyaml's event parser (Debian libyaml-dev). YAMLValue builds
+// documents straight from its events, refusing anchors, aliases, deep
+// nesting and too many values as they appear.
 #include <yaml.h>

@@ -134,10 +134,9 @@ final class MalformedInputTests: XCTestCase {
         XCTAssertThrowsError(try YAML.parse(deeper, source: "d")) {
             XCTAssertEqual("\($0)", "d: line 1: collections nested deeper than 64 levels")
         }
-        // (libyaml's scanner refuses 1,000 levels itself, before any event.)
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         XCTAssertThrowsError(try YAML.parse(deep, source: "d")) {
-            XCTAssertTrue("\($0)".contains("nesting level"), "\($0)")
+            XCTAssertEqual("\($0)", "d: line 1: collections nested deeper than 64 levels")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 2)
         // Ordinary documents, and '&' and '*' inside scalars, still parse.
