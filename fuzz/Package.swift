@@ -17,6 +17,8 @@ let targets: [(String, [String])] = [
     ("statusfile", ["ChunkStore", "Scheduler"]),
     ("verifiedindex", ["ChunkStore"]),
     ("pinfile", ["ChunkStore"]),
+    ("console", ["ChunkStore", "Scheduler"]),
+    ("jobpattern", ["Scheduler"]),
 ]
 
 let package = Package(
