@@ -124,3 +124,16 @@ fuzz-ci: deps
 fuzz-replay: deps
 	fuzz/run build
 	fuzz/run replay
+
+# The unit and end-to-end tests under AddressSanitizer / ThreadSanitizer,
+# each in a build directory of its own (.build-asan, .build-tsan); the
+# end-to-end tests run the sanitized backy binary. Any sanitizer report, of
+# the test process or of any backy process, fails the run
+# (scripts/test-sanitized says which tests are left out and why).
+.PHONY: test-asan test-tsan
+
+test-asan: deps
+	scripts/test-sanitized address
+
+test-tsan: deps
+	scripts/test-sanitized thread

@@ -19,6 +19,8 @@ let targets: [(String, [String])] = [
     ("pinfile", ["ChunkStore"]),
     ("console", ["ChunkStore", "Scheduler"]),
     ("jobpattern", ["Scheduler"]),
+    ("nbdwire", ["NBDServer"]),
+    ("nbdserver", ["ChunkStore", "NBDServer"]),
 ]
 
 let package = Package(
