@@ -9,7 +9,7 @@ import ChunkStore
 import Foundation
 import NIOCore
 
-public final class ChunkCache: @unchecked Sendable {
+public final class ChunkCache: @unchecked Sendable {  // unchecked: all mutable state is guarded by `lock`
     public typealias Key = ChunkKey
 
     public typealias Callback = (Result<ByteBuffer, Error>) -> Void
@@ -27,9 +27,12 @@ public final class ChunkCache: @unchecked Sendable {
     let pool: WorkerPool
     let allocator = ByteBufferAllocator()
 
-    /// Counters for tests and the log.
-    public private(set) var hits = 0
-    public private(set) var loads = 0
+    /// Counters for tests and the log, changed under the lock (workers and
+    /// event loops count), so read under it too.
+    private var hitCount = 0
+    private var loadCount = 0
+    public var hits: Int { lock.withLock { hitCount } }
+    public var loads: Int { lock.withLock { loadCount } }
 
     public init(capacity: Int, pool: WorkerPool) {
         self.capacity = max(1, capacity)
@@ -44,7 +47,7 @@ public final class ChunkCache: @unchecked Sendable {
         if case .ready(let b, _)? = entries[key] {
             clock += 1
             entries[key] = .ready(b, clock)
-            hits += 1
+            hitCount += 1
             return b
         }
         return nil
@@ -60,7 +63,7 @@ public final class ChunkCache: @unchecked Sendable {
         case .ready(let b, _)?:
             clock += 1
             entries[key] = .ready(b, clock)
-            hits += 1
+            hitCount += 1
             lock.unlock()
             return b
         case .loading(var cbs)?:
@@ -70,7 +73,7 @@ public final class ChunkCache: @unchecked Sendable {
             return nil
         case nil:
             entries[key] = .loading([done])
-            loads += 1
+            loadCount += 1
             lock.unlock()
             pool.submit(priority) { [self] ws in load(image, i, key, ws) }
             return nil
@@ -90,7 +93,7 @@ public final class ChunkCache: @unchecked Sendable {
             return false
         }
         entries[key] = .loading([])
-        loads += 1
+        loadCount += 1
         lock.unlock()
         pool.submit(.prefetch) { [self] ws in load(image, i, key, ws) }
         return true
