@@ -224,6 +224,30 @@ final class FormatTests: XCTestCase {
         }
     }
 
+    /// Line breaks, control characters and YAML's other line breaks (NEL,
+    /// U+2028, U+2029) in a string (a double-quoted scalar in a .rev can hold
+    /// them) must be written so they read back as they were, as values, keys
+    /// and in flow collections. They were written single-quoted, which folds
+    /// line breaks or makes the file unreadable (found by fuzz target
+    /// `revision`, fuzz/regressions/revision/newlines-in-stats).
+    func testYAMLQuotingKeepsLineBreaksAndControlCharacters() throws {
+        let strings = ["a\nb", "0.0459\n\n\n1", "\r\n", "x\r", "\n", " lead\n trail ", "x\u{1}y", "\u{0}", "tab\there",
+                       "\u{7F}", "\u{85}", "a\u{2028}b\u{2029}", "\u{FEFF}x", "\u{A0}", "😀", "back\\slash\"quote'\n", "ü\n"]
+        for s in strings {
+            let m = YAMLMap([("k", .string(s)), (s, .list([.string(s)])), ("f", .map(YAMLMap([(s, .string(s))])))])
+            let text = YAML.emit(m)
+            let back = try XCTUnwrap(YAML.parse(text).map, text)
+            XCTAssertEqual(back["k"], .string(s), text)
+            XCTAssertEqual(back[s], .list([.string(s)]), text)
+            XCTAssertEqual(back["f"], .map(YAMLMap([(s, .string(s))])), text)
+        }
+        var r = Revision(id: "oiz8B2KLD6x7DxpiYNTiRj", timestamp: Date(timeIntervalSince1970: 1_700_000_000), parent: nil, tags: ["daily"])
+        r.stats["duration"] = .string("0.0459461212158203\n\n\n1")
+        let again = try Revision.parse(r.yaml(), path: "r.rev")
+        XCTAssertEqual(again.stats["duration"], .string("0.0459461212158203\n\n\n1"))
+        XCTAssertEqual(again.yaml(), r.yaml())
+    }
+
     func testRevisionIDs() {
         let id = RevisionID.make()
         XCTAssertEqual(id.count, 22)

@@ -92,12 +92,9 @@ public struct Revision: Sendable, Equatable {
         m["trust"] = .string(trust.rawValue)
         m["backend_type"] = .string(backend.name)
         // The timestamp must stay an unquoted YAML timestamp (backy 2.4 reads
-        // it as a datetime); it is spliced in as raw text below.
-        m["timestamp"] = .string("\u{0}TS")
-        var text = YAML.emit(m)
-        text = text.replacingOccurrences(of: "'\u{0}TS'", with: Timestamp.format(timestamp))
-        text = text.replacingOccurrences(of: "\u{0}TS", with: Timestamp.format(timestamp))
-        return text
+        // it as a datetime), so it is written as raw text.
+        m["timestamp"] = nil
+        return YAML.emit(m, raw: ["timestamp": Timestamp.format(timestamp)])
     }
 
     public static func parse(_ text: String, path: String) throws -> Revision {

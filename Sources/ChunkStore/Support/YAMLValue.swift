@@ -307,11 +307,12 @@ public enum YAML {
     // MARK: emitting
 
     /// Emits a mapping document in PyYAML safe_dump style (keys sorted;
-    /// collections that contain only scalars in flow style). `raw` values
-    /// are written unquoted as given (used for timestamps).
-    public static func emit(_ m: YAMLMap) -> String {
+    /// collections that contain only scalars in flow style). `raw` gives
+    /// top-level keys whose values are written unquoted as given (used for
+    /// timestamps); they replace keys of `m` of the same name.
+    public static func emit(_ m: YAMLMap, raw: [String: String] = [:]) -> String {
         var out = ""
-        emitMap(m, indent: 0, into: &out)
+        emitMap(m, indent: 0, raw: raw, into: &out)
         return out
     }
 
@@ -330,9 +331,13 @@ public enum YAML {
         }
     }
 
-    private static func emitMap(_ m: YAMLMap, indent: Int, into out: inout String) {
+    private static func emitMap(_ m: YAMLMap, indent: Int, raw: [String: String] = [:], into out: inout String) {
         let pad = String(repeating: " ", count: indent)
-        for k in m.keys.sorted() {
+        for k in raw.isEmpty ? m.keys.sorted() : Set(m.keys).union(raw.keys).sorted() {
+            if let text = raw[k] {
+                out += pad + scalarText(k) + ": " + text + "\n"
+                continue
+            }
             let v = m[k]!
             if isFlowable(v) {
                 out += pad + scalarText(k) + ": " + flow(v) + "\n"
@@ -373,10 +378,40 @@ public enum YAML {
     }
 
     /// A string as a YAML scalar: plain when that reads back as the same
-    /// string, else single-quoted.
+    /// string; single-quoted when it is printable ASCII; else double-quoted
+    /// with escapes (as PyYAML's safe_dump writes it): a single-quoted
+    /// scalar folds its line breaks (and NEL, U+2028, U+2029) and cannot
+    /// hold control characters, so such a string would read back changed,
+    /// or the file not at all.
     public static func scalarText(_ s: String) -> String {
         if isPlainSafe(s) { return s }
-        return "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+        if s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) {
+            return "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+        }
+        return doubleQuoted(s)
+    }
+
+    /// `s` double-quoted: printable ASCII as is, everything else escaped.
+    static func doubleQuoted(_ s: String) -> String {
+        func hex(_ v: UInt32, _ digits: Int) -> String {
+            let h = String(v, radix: 16, uppercase: true)
+            return String(repeating: "0", count: max(0, digits - h.count)) + h
+        }
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u.value {
+            case 0x22: out += "\\\""
+            case 0x5C: out += "\\\\"
+            case 0x0A: out += "\\n"
+            case 0x09: out += "\\t"
+            case 0x0D: out += "\\r"
+            case 0x20..<0x7F: out.unicodeScalars.append(u)
+            case 0..<0x100: out += "\\x" + hex(u.value, 2)
+            case 0..<0x10000: out += "\\u" + hex(u.value, 4)
+            default: out += "\\U" + hex(u.value, 8)
+            }
+        }
+        return out + "\""
     }
 
     static func isPlainSafe(_ s: String) -> Bool {
