@@ -5,12 +5,16 @@
 // says so, `check` turns CRITICAL naming it, and the console shows both jobs'
 // last drills.
 import Foundation
+import TestSupport
 import XCTest
 
 final class DrillSchedulerTests: XCTestCase {
     func testScheduledDrillsAndCheck() throws {
         try MountFixture.require(DrillTests.tools)
-        let s = SchedulerHarness(self, schedules: "  quick:\n    short: {interval: 3s, keep: 2}\n  slow:\n    daily: {interval: 1d, keep: 2}")
+        // Backups every 3 s (wider under a sanitizer, whose backups of
+        // alpha's disk can take longer than the SLA of a 3 s interval).
+        let quick = Int(TestSlack.scaled(3.0))
+        let s = SchedulerHarness(self, schedules: "  quick:\n    short: {interval: \(quick)s, keep: 2}\n  slow:\n    daily: {interval: 1d, keep: 2}")
         // alpha's disk holds 96 MiB of random data, so that its backups take a
         // while and other jobs' deadlines wake the planner meanwhile.
         let good = s.dir + "/alpha.img"
@@ -24,7 +28,7 @@ final class DrillSchedulerTests: XCTestCase {
         s.jobsYAML.append("  omega:\n    schedule: slow\n    drill: 2s\n    source: {type: file, filename: \(bad.image)}")
         s.start()
 
-        XCTAssertTrue(s.wait(timeout: 90) {
+        XCTAssertTrue(s.wait(timeout: TestSlack.scaled(90.0)) {
             s.logText.components(separatedBy: "alpha: finished restore drill with return code 0").count > 3
                 && s.logText.contains("omega: finished restore drill with return code 1")
         }, "drills ran; log:\n\(s.logText)")
@@ -43,7 +47,7 @@ final class DrillSchedulerTests: XCTestCase {
 
         // The status file and check.
         var check = E2E.backy(["check", "-c", s.config])
-        s.wait(timeout: 30) {
+        s.wait(timeout: TestSlack.scaled(30.0)) {
             check = E2E.backy(["check", "-c", s.config])
             return check.code == 2
         }

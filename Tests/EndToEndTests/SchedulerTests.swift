@@ -130,8 +130,12 @@ final class SchedulerEndToEndTests: XCTestCase {
         // A running child is signalled and waited for on SIGTERM.
         _ = FileManager.default.createFile(atPath: s.dir + "/slow", contents: nil)
         XCTAssertTrue(s.console("run fake").contains("Triggered immediate run for fake"))
-        XCTAssertTrue(s.wait(timeout: 30) { FileManager.default.fileExists(atPath: s.dir + "/child.pid") })
-        let child = pid_t(try String(contentsOfFile: s.dir + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+        // The shell creates child.pid before it writes the pid: wait for the pid.
+        func childPID() -> pid_t? {
+            (try? String(contentsOfFile: s.dir + "/child.pid", encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        XCTAssertTrue(s.wait(timeout: 30) { childPID() != nil })
+        let child = try XCTUnwrap(childPID())
         XCTAssertEqual(Glibc.kill(child, 0), 0, "the backup's child runs")
         XCTAssertTrue(s.jobsRow("fake").contains("running"))
         let started = Date()
