@@ -24,6 +24,7 @@ final class CrashTests: XCTestCase {
 
         var rng = E2E.rng(self)
         var killed = 0, finished = 0
+        var typical = full
         var round = 0
         while killed < kills && round < 4 * kills {
             defer { round += 1 }
@@ -38,13 +39,18 @@ final class CrashTests: XCTestCase {
             p.arguments = ["-b", job, "-l", job + "/backy.log", "backup", "daily"]
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
+            let started = Date()
             try p.run()
-            usleep(useconds_t(Double.random(in: 0...(full * 1.1), using: &rng) * 1e6))
+            let killAt = started.addingTimeInterval(Double.random(in: 0...(typical * 1.1), using: &rng))
+            while Date() < killAt && p.isRunning { usleep(5_000) }
             if p.isRunning {
                 kill(p.processIdentifier, SIGKILL)
                 killed += 1
             } else {
                 finished += 1
+                // Later backups write only what changed: kill within the
+                // time the last one took, not within the first full backup's.
+                typical = Date().timeIntervalSince(started)
             }
             p.waitUntilExit()
             // Revisions complete now that were not before belong to this image.

@@ -16,7 +16,6 @@ import Glibc
 /// further on. Memory: `window` buffers.
 public final class RBDReadAhead: @unchecked Sendable {
     private struct Slot {
-        var buffer: UnsafeMutableRawBufferPointer
         var completion: rbd_completion_t?
         var position = -1
     }
@@ -25,6 +24,10 @@ public final class RBDReadAhead: @unchecked Sendable {
     private let window: Int
     private let cond = NSCondition()
     private var slots: [Slot]
+    /// One buffer per slot, fixed for the reader's life: the taker of a
+    /// position reads its slot's buffer without the lock, which `slots`
+    /// (changed under the lock by other takers) does not allow.
+    private let buffers: [UnsafeMutableRawBufferPointer]
     private var issueError: Error?
     private var stopped = false
     private var closed = false
@@ -33,7 +36,8 @@ public final class RBDReadAhead: @unchecked Sendable {
         self.image = image
         self.extents = extents
         self.window = max(1, min(window, extents.count))
-        slots = (0..<self.window).map { _ in Slot(buffer: .allocate(byteCount: bufferSize, alignment: 4096)) }
+        slots = Array(repeating: Slot(), count: self.window)
+        buffers = (0..<self.window).map { _ in .allocate(byteCount: bufferSize, alignment: 4096) }
         cond.lock()
         for k in 0..<self.window { issueLocked(k) }
         cond.unlock()
@@ -48,7 +52,7 @@ public final class RBDReadAhead: @unchecked Sendable {
         let s = k % window
         do {
             let e = extents[k]
-            slots[s].completion = try image.aioRead(at: e.offset, length: e.length, into: slots[s].buffer.baseAddress!)
+            slots[s].completion = try image.aioRead(at: e.offset, length: e.length, into: buffers[s].baseAddress!)
             slots[s].position = k
         } catch {
             issueError = error
@@ -82,7 +86,7 @@ public final class RBDReadAhead: @unchecked Sendable {
         if r < 0 {
             failure = CephError("cannot read \(e.length) bytes at offset \(e.offset) of \(image.spec)", Int32(r)).asBackyError
         } else if let out {
-            out.baseAddress!.copyMemory(from: slots[s].buffer.baseAddress!, byteCount: min(r, out.count))
+            out.baseAddress!.copyMemory(from: buffers[s].baseAddress!, byteCount: min(r, out.count))
         }
         cond.lock()
         slots[s].completion = nil
@@ -116,7 +120,7 @@ public final class RBDReadAhead: @unchecked Sendable {
             rbd_aio_wait_for_complete(c)
             rbd_aio_release(c)
         }
-        for s in slots { s.buffer.deallocate() }
+        for b in buffers { b.deallocate() }
         slots = []
     }
 }
