@@ -19,7 +19,8 @@ enum Target {
 
 func use(_ revs: [Revision]) {
     _ = StatusReport.table(revs, flags: StatusReport.Flags(job: Fuzz.job, revisions: revs, now: Target.now))
-    _ = try? StatusReport.json(revs)
+    _ = try? StatusReport.json(job: Fuzz.job.path, revs, flags: StatusReport.Flags(job: Fuzz.job, revisions: revs, now: Target.now),
+                               store: StoreUsage())
     for spec in ["0", "1", "last", "latest", "daily", Fuzz.revisionID, "-1"] {
         _ = try? Job.find(spec, in: revs, now: Target.now)
     }
