@@ -196,7 +196,7 @@ public enum FileRestore {
         guard lstat(source, &st) == 0 else { throw BackyError.posix("cannot read \(source)") }
         try copyItem(source, st, to: target, report: &r, top: true)
         // One flush of the target filesystem instead of an fsync per file.
-        let dir = (target as NSString).deletingLastPathComponent
+        let dir = Posix.parentDirectory(target)
         let fd = Glibc.open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             _ = backy_syncfs(fd)
@@ -270,7 +270,7 @@ public enum FileRestore {
     static func copyFile(_ src: String, _ st: stat, to dst: String) throws {
         let inFD = try Posix.open(src, O_RDONLY | O_NOFOLLOW)
         defer { Glibc.close(inFD) }
-        let dir = (dst as NSString).deletingLastPathComponent
+        let dir = Posix.parentDirectory(dst)
         let tmp = (dir.isEmpty ? "." : dir) + "/." + (dst as NSString).lastPathComponent + ".backy-get"
         let outFD = try Posix.open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         var ok = false

@@ -55,7 +55,7 @@ public enum MountTable {
     public static func canonical(_ path: String) -> String {
         let abs = URL(fileURLWithPath: path).standardizedFileURL.path
         if abs == "/" { return abs }
-        let parent = (abs as NSString).deletingLastPathComponent
+        let parent = Posix.parentDirectory(abs)
         let p = Posix.realpath(parent) ?? parent
         return (p == "/" ? "" : p) + "/" + (abs as NSString).lastPathComponent
     }

@@ -166,7 +166,7 @@ public struct SchedulerConfig: Sendable {
     static let knownScheduleEntry: Set<String> = ["interval", "keep"]
 
     private static func analyze(_ text: String, path: String, globalOnly: Bool, problems p: Problems) -> SchedulerConfig? {
-        let configDir = (path as NSString).deletingLastPathComponent
+        let configDir = Posix.parentDirectory(path)
         let root: YAMLValue
         do {
             root = try YAML.parse(text, source: path)
@@ -354,7 +354,7 @@ public struct SchedulerConfig: Sendable {
         }
         p.jobNames = jm.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
         let statusName = (status as NSString).lastPathComponent
-        let statusInBase = (status as NSString).deletingLastPathComponent == baseDir
+        let statusInBase = Posix.parentDirectory(status) == baseDir
         for name in jm.keys {
             p.attempt {
                 if let why = invalidJobName(name) { throw p.error(jm, name, "invalid job name: \(why)", prefix: "jobs") }

@@ -316,7 +316,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let path = j.path
         let tagList = def.schedule.sortedTags(tags).joined(separator: ",")
         log.info("\(name): running backup [\(tagList)] due \(Timestamp.format(due).replacingOccurrences(of: " ", with: "T"))")
-        let problem = prepareOrExplain(def, baseDir: (path as NSString).deletingLastPathComponent)
+        let problem = prepareOrExplain(def, baseDir: Posix.parentDirectory(path))
         cond.lock()
         j.setupProblem = problem
         cond.unlock()

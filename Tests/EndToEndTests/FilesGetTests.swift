@@ -12,27 +12,17 @@ import Glibc
 final class FilesGetTests: XCTestCase {
     let deep = (0..<12).map { "level\($0)" }.joined(separator: "/")
 
-    /// Each test gets its own TMPDIR, so that its private mounts are told
-    /// apart from those of anything else on the machine (another test run,
-    /// a leftover of a killed one).
-    var tmp = ""
-    var savedTMPDIR: String?
+    /// Each test gets its own TMPDIR (see PrivateTMPDIR).
+    var tmpdir: PrivateTMPDIR!
+    var tmp: String { tmpdir.path }
 
     override func setUp() {
         super.setUp()
-        savedTMPDIR = ProcessInfo.processInfo.environment["TMPDIR"]
-        var base = NSTemporaryDirectory()
-        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
-        var template = Array((base + "/files-get-tmp.XXXXXX").utf8CString)
-        tmp = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        // With a trailing slash, as many shells set it: backy must still
-        // find its private mount under the kernel's canonical name.
-        setenv("TMPDIR", tmp + "/", 1)
+        tmpdir = PrivateTMPDIR("files-get")
     }
 
     override func tearDown() {
-        if let savedTMPDIR { setenv("TMPDIR", savedTMPDIR, 1) } else { unsetenv("TMPDIR") }
-        try? FileManager.default.removeItem(atPath: tmp)
+        tmpdir.restore()
         super.tearDown()
     }
 

@@ -210,3 +210,36 @@ extension XCTestCase {
         return r
     }
 }
+
+/// A TMPDIR of the test's own, set for the test process (and so for the
+/// backy it runs), so that the private mounts of `files`, `get` and `drill`
+/// are told apart from those of anything else on the machine (another test
+/// run, a leftover of a killed one). It is set with a trailing slash, as
+/// many shells set it: backy must still find its private mount under the
+/// kernel's canonical name.
+final class PrivateTMPDIR {
+    let path: String
+    private let saved: String?
+
+    init(_ name: String) {
+        saved = ProcessInfo.processInfo.environment["TMPDIR"]
+        var base = NSTemporaryDirectory()
+        while base.count > 1 && base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/\(name)-tmp.XXXXXX").utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        setenv("TMPDIR", path + "/", 1)
+    }
+
+    /// The prefix of this test's private mount directories.
+    var mountPrefix: String { path + "/backy-mount." }
+
+    /// True when no private mount of this test is mounted.
+    var noMounts: Bool {
+        !((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "").contains(mountPrefix)
+    }
+
+    func restore() {
+        if let saved { setenv("TMPDIR", saved, 1) } else { unsetenv("TMPDIR") }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

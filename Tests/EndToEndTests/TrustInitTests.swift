@@ -14,6 +14,23 @@ final class TrustInitTests: XCTestCase {
         return lstat(p, &st) == 0 ? Int(st.st_mode & 0o7777) : -1
     }
 
+    /// A job directory with a one-character relative name ("j", "k/"):
+    /// Foundation's deletingLastPathComponent trapped on it (Illegal
+    /// instruction in init); the job now works like any other.
+    func testOneCharacterJobDirectoryNames() throws {
+        let d = E2E.tempDir(self, "init-short")
+        E2E.write(d + "/img", E2E.randomBytes(300_000, seed: 41), at: 0)
+        for name in ["j", "k/"] {
+            let r = E2E.backy(["-b", name, "init", "file", "img"], cwd: d)
+            XCTAssertEqual(r.code, 0, "\(name): \(r.stderr)")
+            XCTAssertNil(r.signal, name)
+            XCTAssertEqual(E2E.backy(["-b", name, "backup", "daily"], cwd: d).code, 0, name)
+            let out = E2E.backy(["-b", name, "restore", "-"], cwd: d)
+            XCTAssertEqual(out.code, 0, out.stderr)
+            XCTAssertEqual(E2E.sha256(out.stdout), E2E.sha256(file: d + "/img"), name)
+        }
+    }
+
     func testInitStoresAnAbsolutePathAndChecksTheSource() throws {
         let d = E2E.tempDir(self, "init")
         E2E.write(d + "/disk.img", E2E.randomBytes(3 << 20, seed: Trust.seed), at: 0)

@@ -25,7 +25,7 @@ extension Job {
 
     private static func createDirectory(_ path: String, mode: mode_t) throws {
         if Posix.isDirectory(path) { return }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = Posix.parentDirectory(path)
         if !parent.isEmpty && parent != path && !Posix.isDirectory(parent) { try createDirectory(parent, mode: 0o755) }
         if mkdir(path, mode) != 0 {
             if errno == EEXIST && Posix.isDirectory(path) { return }  // made meanwhile

@@ -106,6 +106,18 @@ public enum Posix {
         if Glibc.mkdir(path, mode) != 0 && errno != EEXIST { throw BackyError.posix("cannot create directory \(path)") }
     }
 
+    /// The directory part of `path`, as `dirname` minus its "." ("" for a
+    /// bare name, "/" for "/x", "a" for "a//b/"). Foundation's
+    /// `deletingLastPathComponent` traps on one-character names ("j", "a/").
+    public static func parentDirectory(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        var parent = p[..<slash]
+        while parent.count > 1 && parent.hasSuffix("/") { parent = parent.dropLast() }
+        return parent.isEmpty ? "/" : String(parent)
+    }
+
     public static func realpath(_ path: String) -> String? {
         guard let p = Glibc.realpath(path, nil) else { return nil }
         defer { free(p) }
@@ -183,7 +195,7 @@ public enum Posix {
             let n = readlink(p, &buf, buf.count - 1)
             if n > 0 {
                 let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                p = target.hasPrefix("/") ? target : (p as NSString).deletingLastPathComponent + "/" + target
+                p = target.hasPrefix("/") ? target : parentDirectory(p) + "/" + target
                 continue
             }
             let dir = (p as NSString).deletingLastPathComponent

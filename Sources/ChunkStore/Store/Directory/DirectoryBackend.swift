@@ -100,7 +100,7 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
 
     public func write(_ object: StoreObjectName, _ bytes: [UInt8], durable: Bool, crashPoint: CrashPoint?) throws {
         let p = location(of: object)
-        if case .quarantineReport = object { try Posix.mkdirIfMissing((p as NSString).deletingLastPathComponent) }
+        if case .quarantineReport = object { try Posix.mkdirIfMissing(Posix.parentDirectory(p)) }
         try Posix.writeFileAtomically(p, bytes, mode: DirectoryBackend.mode(of: object), durable: durable,
                                       crashPoint: crashPoint)
     }
@@ -108,7 +108,7 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
     public func remove(_ object: StoreObjectName, durable: Bool) throws {
         let p = location(of: object)
         try Posix.unlinkIfPresent(p)
-        if durable { try Posix.fsyncDirectory((p as NSString).deletingLastPathComponent) }
+        if durable { try Posix.fsyncDirectory(Posix.parentDirectory(p)) }
     }
 
     /// stat(2), following symlinks: nil if the file is really gone (ENOENT,

@@ -20,7 +20,7 @@ public final class Gate: StoreGate {
 
     private func ensureOpen() throws {
         if fd >= 0 { return }
-        try Posix.mkdirIfMissing((path as NSString).deletingLastPathComponent)
+        try Posix.mkdirIfMissing(Posix.parentDirectory(path))
         fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw BackyError.posix("cannot open gate \(path)") }
     }
