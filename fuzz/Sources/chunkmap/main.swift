@@ -8,7 +8,7 @@ import ChunkStore
 import FuzzSupport
 
 enum Target {
-    static let path = Fuzz.job.mapPath(Fuzz.revisionID)
+    static let path = DirectoryBackend.path(of: .map(Fuzz.revisionID), jobPath: Fuzz.job.path)
 }
 
 /// The map's SHA-256 (header bytes 0..<32 and the digests) written at 32.

@@ -6,14 +6,14 @@ import ChunkStore
 import FuzzSupport
 
 enum Target {
-    static let path = Fuzz.job.legacyImagePath(Fuzz.revisionID)
+    static let path = DirectoryBackend.path(of: .legacyData(Fuzz.revisionID), jobPath: Fuzz.job.path)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     Fuzz.one(data, size) { input in
         Fuzz.write(Target.path, input)
-        guard let map = try? LegacyMap.read(path: Target.path) else { return }
+        guard let map = try? LegacyMap.parse(Array(input), path: Target.path) else { return }
         let image = LegacyImage(map: map, store: Fuzz.job.store)
         var total: UInt64 = 0
         for i in 0..<image.chunkCount {

@@ -10,9 +10,10 @@ import FuzzSupport
 enum Target {
     static let hash = "00b84440945d5bc0922f19a36f0dbbcf"
     static let store = Fuzz.job.store
+    static let chunks = Fuzz.job.path + "/" + DirectoryChunks.directoryName
     static let path: String = {
-        try! Posix.mkdirIfMissing(store.root + "/00")
-        return store.root + "/00/" + hash + ".chunk.lzo"
+        try! Posix.mkdirIfMissing(chunks + "/00")
+        return chunks + "/00/" + hash + ".chunk.lzo"
     }()
     static let workspace = ChunkWorkspace()
     static let out = UnsafeMutableRawBufferPointer.allocate(byteCount: LegacyMap.chunkSize, alignment: 16)

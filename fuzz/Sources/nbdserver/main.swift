@@ -41,10 +41,11 @@ enum Target {
                 let stem = name.hasSuffix(".rev") ? String(name.dropLast(4)) : name
                 if RevisionID.isWellFormed(stem) { try fm.copyItem(atPath: legacy + "/" + name, toPath: job.path + "/" + name) }
             }
+            let chunksDir = job.path + "/" + DirectoryChunks.directoryName
             for dir in try fm.contentsOfDirectory(atPath: legacy + "/chunks") where dir.utf8.count == 2 {
-                try Posix.mkdirIfMissing(job.store.root + "/" + dir)
+                try Posix.mkdirIfMissing(chunksDir + "/" + dir)
                 for f in try fm.contentsOfDirectory(atPath: legacy + "/chunks/" + dir) {
-                    try fm.copyItem(atPath: legacy + "/chunks/" + dir + "/" + f, toPath: job.store.root + "/" + dir + "/" + f)
+                    try fm.copyItem(atPath: legacy + "/chunks/" + dir + "/" + f, toPath: chunksDir + "/" + dir + "/" + f)
                 }
             }
             let ws = ChunkWorkspace()
@@ -57,7 +58,7 @@ enum Target {
                 ids.append(id)
             }
             let size: Int64 = 9 << 20
-            try ChunkMap(imageSize: UInt64(size), chunks: ids).write(path: job.mapPath(nativeID))
+            try job.backend.write(.map(nativeID), ChunkMap(imageSize: UInt64(size), chunks: ids).encode(), durable: false)
             try job.save(Revision(id: nativeID, timestamp: Date(timeIntervalSince1970: 1_700_000_000), parent: nil, tags: ["daily"],
                                   stats: YAMLMap([("bytes_written", .int(size)), ("duration", .double(1))])))
             Fuzz.check(try JobExports(job: job, log: Fuzz.quiet).list().count >= 2, "the NBD job lists fewer than 2 revisions")
