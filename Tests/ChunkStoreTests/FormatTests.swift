@@ -248,6 +248,33 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(again.yaml(), r.yaml())
     }
 
+    /// libyaml reads a simple key only up to 1024 characters. A key that
+    /// was short enough when read can be longer once written (200 invalid
+    /// UTF-8 bytes read as U+FFFD are 1,200 characters escaped), and a .rev
+    /// rewritten by verify or distrust became unreadable (found by fuzz
+    /// target `revision` in CI, fuzz/regressions/revision/long-escaped-key).
+    /// Long keys are written as explicit keys, in block and flow mappings.
+    func testYAMLLongKeysReadBack() throws {
+        let keys = [String(repeating: "\u{FFFD}", count: 200), String(repeating: "'", count: 600),
+                    String(repeating: "k", count: 1023), String(repeating: "\u{1}", count: 171),
+                    String(repeating: "k", count: 5000)]
+        // Maps compare in order, and the emitter writes keys sorted.
+        func sorted(_ pairs: [(String, YAMLValue)]) -> YAMLMap { YAMLMap(pairs.sorted { $0.0 < $1.0 }) }
+        for k in keys {
+            let m = sorted([(k, .int(1)), ("f", .map(sorted([(k, .string(k)), ("a", .int(2))]))),
+                            ("l", .list([.map(YAMLMap([(k, .list([.int(3), .map(YAMLMap([(k, .null)]))]))]))]))])
+            let text = YAML.emit(m)
+            let back = try YAML.parse(text).map
+            XCTAssertTrue(back == m, "a key of \(k.count) characters did not read back")
+        }
+        var r = Revision(id: "6cznSTtv4nbtsbiwdYTvQZ", timestamp: Date(timeIntervalSince1970: 1_700_000_000), parent: nil, tags: ["daily"])
+        r.stats[String(repeating: "\u{FFFD}", count: 200)] = .double(0.5)
+        r.extra[String(repeating: "\u{FFFD}", count: 300)] = .string("x")
+        let again = try Revision.parse(r.yaml(), path: "r.rev")
+        XCTAssertTrue(again == r, "the revision did not read back")
+        XCTAssertTrue(again.yaml() == r.yaml(), "the revision was not written back the same")
+    }
+
     func testRevisionIDs() {
         let id = RevisionID.make()
         XCTAssertEqual(id.count, 22)

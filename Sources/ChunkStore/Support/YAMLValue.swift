@@ -331,21 +331,33 @@ public enum YAML {
         }
     }
 
+    /// libyaml reads a simple (implicit) key only up to 1024 characters
+    /// from its start to its `:`. Keys written longer than this (a key of
+    /// 200 non-ASCII characters is 1,200 once escaped) are written as
+    /// explicit keys (`? key` then `: value`), which have no such limit.
+    static let simpleKeyLimit = 1000
+
+    /// `key:` as the start of a block mapping entry, explicit when long.
+    private static func blockKey(_ k: String, pad: String) -> String {
+        let t = scalarText(k)
+        return t.utf8.count > simpleKeyLimit ? pad + "? " + t + "\n" + pad + ":" : pad + t + ":"
+    }
+
     private static func emitMap(_ m: YAMLMap, indent: Int, raw: [String: String] = [:], into out: inout String) {
         let pad = String(repeating: " ", count: indent)
         for k in raw.isEmpty ? m.keys.sorted() : Set(m.keys).union(raw.keys).sorted() {
             if let text = raw[k] {
-                out += pad + scalarText(k) + ": " + text + "\n"
+                out += blockKey(k, pad: pad) + " " + text + "\n"
                 continue
             }
             let v = m[k]!
             if isFlowable(v) {
-                out += pad + scalarText(k) + ": " + flow(v) + "\n"
+                out += blockKey(k, pad: pad) + " " + flow(v) + "\n"
             } else if case .map(let sub) = v {
-                out += pad + scalarText(k) + ":\n"
+                out += blockKey(k, pad: pad) + "\n"
                 emitMap(sub, indent: indent + 2, into: &out)
             } else if case .list(let l) = v {
-                out += pad + scalarText(k) + ":\n"
+                out += blockKey(k, pad: pad) + "\n"
                 for item in l {
                     if case .map(let sub) = item, !isFlowable(item) {
                         var inner = ""
@@ -373,7 +385,11 @@ public enum YAML {
             return s
         case .string(let s): return scalarText(s)
         case .list(let l): return "[" + l.map(flow).joined(separator: ", ") + "]"
-        case .map(let m): return "{" + m.keys.sorted().map { scalarText($0) + ": " + flow(m[$0]!) }.joined(separator: ", ") + "}"
+        case .map(let m):
+            return "{" + m.keys.sorted().map { k in
+                let t = scalarText(k)
+                return (t.utf8.count > simpleKeyLimit ? "? " + t + " : " : t + ": ") + flow(m[k]!)
+            }.joined(separator: ", ") + "}"
         }
     }
 
