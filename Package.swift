@@ -40,13 +40,19 @@ let package = Package(
         // fork/exec with a parent-death signal and a clean descriptor table.
         .target(name: "CLinux", path: "Sources/CLinux"),
 
+        // librados: cluster connections, object I/O (whole-object reads and
+        // writes, pipelined), compound guarded write ops, namespace listing,
+        // RADOS locks and leases renewed in the background. Knows nothing of
+        // backy; the RADOS store backend (ChunkStore) and the ceph-rbd
+        // source use it.
+        .target(name: "Rados", dependencies: ["CRBD"]),
         // How backy shows things to people: byte sizes, durations, ASCII
         // tables. No dependencies: every layer may use it.
         .target(name: "Presentation"),
         // Formats, the storage seam and its directory backend, jobs and
         // revisions, pins and locks. The bottom layer of the data path.
         .target(name: "ChunkStore", dependencies: [
-            "CZstd", "CLZO", "CLibYAML", "Presentation",
+            "CZstd", "CLZO", "CLibYAML", "Presentation", "Rados",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -54,7 +60,7 @@ let package = Package(
         // what backy does to a job in Operations/: backup, restore, verify,
         // purge, upgrade, quarantine.
         .target(name: "SourcesPlugins", dependencies: [
-            "ChunkStore", "Presentation", "CRBD",
+            "ChunkStore", "Presentation", "CRBD", "Rados",
             .product(name: "Logging", package: "swift-log"),
         ],
                 path: "Sources/Sources-Plugins"),
@@ -101,7 +107,7 @@ let package = Package(
         ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
-            "ChunkStore", "SourcesPlugins", "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation",
+            "ChunkStore", "SourcesPlugins", "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation", "Rados",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -9,6 +9,7 @@
 // CrashPoints).
 import ChunkStore
 import Foundation
+import Rados
 import Mount
 import NBDServer
 import SourcesPlugins

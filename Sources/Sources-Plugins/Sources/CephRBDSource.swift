@@ -22,6 +22,7 @@ import ChunkStore
 import Foundation
 import Logging
 import Presentation
+import Rados
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,8 +115,13 @@ public final class CephRBDSource: BackupSource {
 
     private func connect() throws -> RadosIoctx {
         if let io { return io }
-        let c = try RadosCluster(access: access, environment: environment)
-        let i = try c.ioctx(pool: pool)
+        let c: RadosCluster, i: RadosIoctx
+        do {
+            c = try RadosCluster(access: access, environment: environment)
+            i = try c.ioctx(pool: pool)
+        } catch let e as RadosError {
+            throw e.asSourceError
+        }
         cluster = c
         io = i
         return i

@@ -4,6 +4,7 @@
 import ChunkStore
 import CRBD
 import Foundation
+import Rados
 #if canImport(Glibc)
 import Glibc
 #endif
