@@ -10,10 +10,14 @@ struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create a job directory and write its config.",
-        discussion: "TYPE is `file` (SOURCE = an existing image file or block device, stored as an absolute path; FIFOs and other unseekable files are refused) or `ceph-rbd` (SOURCE = POOL/IMAGE). A new job directory is created with mode 0700 (0750 with --group-access). Refuses to overwrite an existing config.")
+        discussion: "TYPE is `file` (SOURCE = an existing image file or block device, stored as an absolute path; FIFOs and other unseekable files are refused) or `ceph-rbd` (SOURCE = POOL/IMAGE). A new job directory is created with mode 0700 (0750 with --group-access). Refuses to overwrite an existing config. With --store rados:POOL[/NAMESPACE] the job's history lives in that Ceph RADOS namespace (default: the job directory's base name; the cluster is found through CEPH_CONF and CEPH_ARGS) and the local config only names the store; if the namespace already holds a job, the directory attaches to it (refused if its source differs, unless --force makes SOURCE the job's source).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .customLong("group-access"), help: "Create the job directory 0750 (its group may read the backups) instead of 0700.")
     var groupAccess = false
+    @Option(name: .customLong("store"), help: ArgumentHelp("Keep the job's history in Ceph RADOS: rados:POOL[/NAMESPACE].", valueName: "STORE"))
+    var store: String?
+    @Flag(name: [.customShort("f"), .customLong("force")], help: "With --store: attach to the namespace's job even if its source differs, and make SOURCE its source.")
+    var force = false
     @Argument(help: "Source type: file or ceph-rbd.") var type: String
     @Argument(help: "The file name, or POOL/IMAGE.") var source: String
 
@@ -21,6 +25,20 @@ struct InitCommand: ParsableCommand {
         try Operation.run(global) { log in
             try Job.refuseExistingConfig(path: global.jobDir)
             let cfg = try SourceFactory.initConfig(type: type, spec: source)
+            if let store {
+                let name = (global.jobDir as NSString).standardizingPath
+                let spec = try RadosStoreSpec.parse(store, defaultNamespace: (name as NSString).lastPathComponent)
+                let (job, outcome) = try Job.initialize(path: global.jobDir, source: cfg, store: spec, force: force,
+                                                        groupAccess: groupAccess, logger: log)
+                switch outcome {
+                case .created: log.info("Initialized job \(job.path) with a \(type) source in \(spec)")
+                case .attached: log.info("Attached job \(job.path) to the job in \(spec)")
+                case .attachedReplacingSource(let was):
+                    log.warning("Attached job \(job.path) to the job in \(spec) and replaced its source \(was)")
+                }
+                return 0
+            }
+            if force { throw BackyError(.usage, "--force applies only with --store") }
             let job = try Job.initialize(path: global.jobDir, source: cfg, groupAccess: groupAccess, logger: log)
             log.info("Initialized job \(job.path) with a \(type) source")
             return 0

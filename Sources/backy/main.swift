@@ -33,6 +33,7 @@ if let spec = BackyEnvironment.crashAt {
         exit(2)
     }
 }
+StoreFactory.cephEnvironment = BackyEnvironment.sources.ceph
 let rawArgs = Array(CommandLine.arguments.dropFirst())
 switch GlobalOptions.extractLeading(rawArgs) {
 case .failure(let e):

@@ -30,23 +30,38 @@ public final class Job: @unchecked Sendable {
             throw BackyError(.notFound, "job directory \(given) does not exist")
         }
         path = real
-        backend = StoreFactory.open(jobPath: real)
-        store = ChunkStore(chunks: backend.chunks)
         log = logger
+        let configPath = real + "/config"
         guard Posix.exists(configPath) else {
             throw BackyError(.notFound, "\(real) is not a backy job directory (it has no config file)")
         }
+        localConfig = try Job.parseConfig(try Posix.readFile(configPath, limit: Posix.Limit.metadata), source: configPath)
+        backend = try StoreFactory.open(jobPath: real, config: localConfig)
+        store = ChunkStore(chunks: backend.chunks)
     }
 
-    /// The source description from `config`: backy 2.4's flat map, or 2.5's
+    /// The local `config` as read when the job was opened.
+    public let localConfig: YAMLMap
+
+    /// Where the source description is (the local config, or the store's
+    /// `config` object of a RADOS job), for messages.
+    public var sourceConfigLocation: String { backend.location(of: .sourceConfig) }
+
+    static func parseConfig(_ bytes: [UInt8], source: String) throws -> YAMLMap {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw BackyError(.usage, "\(source): not UTF-8 text")
+        }
+        let v = try YAML.parse(text, source: source)
+        guard let m = v.map else { throw BackyError(.usage, "\(source): expected a YAML mapping") }
+        return m
+    }
+
+    /// The source description from `config` (a RADOS job's from the
+    /// store's `config` object): backy 2.4's flat map, or 2.5's
     /// `{source: {...}, schedule: {...}}`.
     public func sourceConfig() throws -> YAMLMap {
-        let bytes = try Posix.readFile(configPath, limit: Posix.Limit.metadata)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw BackyError(.usage, "\(configPath): not UTF-8 text")
-        }
-        let v = try YAML.parse(text, source: configPath)
-        guard let m = v.map else { throw BackyError(.usage, "\(configPath): expected a YAML mapping") }
+        let loc = sourceConfigLocation
+        let m = try Job.parseConfig(try backend.read(.sourceConfig, limit: Posix.Limit.metadata), source: loc)
         if m["type"] == nil, let src = m["source"]?.map { return src }
         return m
     }

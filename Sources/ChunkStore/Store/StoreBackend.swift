@@ -144,6 +144,9 @@ public enum StoreObjectName: Hashable, Sendable {
     case quarantineReport(String)
     /// A best-effort restore's damage report (by file name).
     case damageReport(String)
+    /// The job's source (`config`: in a job directory the local config
+    /// itself; in a RADOS store an object the attached directories share).
+    case sourceConfig
 }
 
 /// Identifies the version of an object, so a reader can skip what has not

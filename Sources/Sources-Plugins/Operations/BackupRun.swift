@@ -40,7 +40,7 @@ public enum BackupRun {
             log.info("Removed \(cleaned.tempFiles) temp files of \(cleaned.sessions) interrupted sessions")
         }
         let config = try job.sourceConfig()
-        let source = try given ?? SourceFactory.make(config: config, configPath: job.configPath, options: sourceOptions)
+        let source = try given ?? SourceFactory.make(config: config, configPath: job.sourceConfigLocation, options: sourceOptions)
         let started = Date()
         try source.ready()
         try job.store.create()

@@ -40,6 +40,7 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
         case .verifiedIndex: return jobPath + "/" + VerifiedIndex.fileName
         case .quarantineReport(let name): return jobPath + "/" + quarantineDirectory + "/" + name
         case .damageReport(let name): return jobPath + "/" + name
+        case .sourceConfig: return jobPath + "/config"
         }
     }
 
@@ -93,7 +94,7 @@ public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
     /// in place of others or that operators edit (0644).
     static func mode(of object: StoreObjectName) -> mode_t {
         switch object {
-        case .revision, .map, .legacyData, .pins, .pinnedMap: return 0o440
+        case .revision, .map, .legacyData, .pins, .pinnedMap, .sourceConfig: return 0o440
         case .verifiedIndex, .quarantineReport, .damageReport: return 0o644
         }
     }

@@ -1,0 +1,156 @@
+// RadosChunks: the chunk objects of a RADOS job, `chunk/<64 hex>` in the
+// job's namespace, holding the same bytes as a chunk file (header and
+// payload, docs/store-format.md "Chunks"). A chunk is written with one
+// asynchronous write_full, which the OSD applies whole or not at all: a
+// reader never sees half a chunk, and a writer killed mid-put leaves either
+// nothing or the whole chunk — so there are no temp objects to clean up.
+// Commit waits for the write's acknowledgement (which RADOS gives once the
+// write is durable on every replica); makeDurable has nothing left to do.
+// A RADOS job holds no backy 2.4 chunks (`backy copy` converts them).
+import Foundation
+import Rados
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class RadosChunks: ChunkObjects, @unchecked Sendable {
+    let io: RadosIoctx
+    /// The exclusive gate hold of a running purge batch (the backend's).
+    let purgeGate: Locked<RadosLease?>
+
+    init(io: RadosIoctx, purgeGate: Locked<RadosLease?>) {
+        self.io = io
+        self.purgeGate = purgeGate
+    }
+
+    public var location: String { "rados:\(io.location)" }
+
+    public func location(of chunk: StoredChunk) -> String {
+        "rados:\(io.location)/" + objectName(chunk)
+    }
+
+    func objectName(_ chunk: StoredChunk) -> String {
+        switch chunk {
+        case .native(let id): return RadosNames.chunk(id)
+        case .legacy(let h): return "legacy-chunk/" + h
+        }
+    }
+
+    /// Nothing to create: objects need no directories.
+    public func prepare() throws {}
+
+    public func exists(_ id: ChunkID) -> Bool {
+        if id.isZero { return true }
+        // An error is "not there": the writer then writes it again (and
+        // that write reports the cluster's trouble).
+        return ((try? io.stat(RadosNames.chunk(id))) ?? nil) != nil
+    }
+
+    public func open(_ chunk: StoredChunk) throws -> StoredObject {
+        let name = chunk.name
+        guard case .native = chunk else { throw ChunkReadError(name: name, fault: .missing) }
+        let o: RadosStoredObject?
+        do {
+            o = try RadosStoredObject.open(io, objectName(chunk))
+        } catch {
+            throw ChunkReadError(name: name, fault: .io("\(error)"))
+        }
+        guard let o else { throw ChunkReadError(name: name, fault: .missing) }
+        return o
+    }
+
+    /// A write_full in flight.
+    final class PendingWrite: PendingPut, @unchecked Sendable {
+        let id: ChunkID
+        let size: Int
+        let completion: RadosCompletion
+
+        init(id: ChunkID, size: Int, completion: RadosCompletion) {
+            self.id = id
+            self.size = size
+            self.completion = completion
+        }
+
+        func commit() throws {
+            do {
+                try completion.check()
+            } catch {
+                throw BackyError(.io, "\(error)")
+            }
+        }
+
+        /// The write cannot be called back; it is whole or absent, and
+        /// purge removes an unreferenced whole chunk like any other.
+        func abandon() { completion.wait() }
+    }
+
+    /// Starts the write_full of `chunk/<id>` (header and payload are copied
+    /// into the operation at once, so the caller's buffers are free again).
+    public func beginPut(_ id: ChunkID, _ chunk: EncodedChunk, session: String) throws -> PendingPut {
+        precondition(!id.isZero, "zero chunks have no object")
+        let op = RadosWriteOp()
+        // One buffer list: the OSD gets header and payload as one write.
+        var bytes = [UInt8](repeating: 0, count: chunk.size)
+        bytes.withUnsafeMutableBytes { b in
+            b.baseAddress!.copyMemory(from: chunk.header.baseAddress!, byteCount: chunk.header.count)
+            if chunk.payload.count > 0 {
+                (b.baseAddress! + chunk.header.count).copyMemory(from: chunk.payload.baseAddress!, byteCount: chunk.payload.count)
+            }
+        }
+        op.writeFull(bytes)
+        do {
+            let c = try io.aioOperate(op, on: RadosNames.chunk(id), flags: .fullTry, what: "cannot write \(io.describe(RadosNames.chunk(id)))")
+            return PendingWrite(id: id, size: chunk.size, completion: c)
+        } catch {
+            throw BackyError(.io, "\(error)")
+        }
+    }
+
+    /// Acknowledged writes are durable already.
+    public func makeDurable(_ ids: [ChunkID]) throws {}
+
+    /// A namespace is the job's own by construction: nothing can redirect
+    /// an object name elsewhere.
+    public func checkOwnership() throws {}
+
+    /// Every `chunk/<64 hex>` object. Other names are not chunks.
+    public func list(strict: Bool, _ body: (StoredChunk) throws -> Void) throws {
+        try RadosBackend.wrap {
+            try io.forEachObject { name in
+                if let id = RadosNames.chunkID(name) { try body(.native(id)) }
+                return true
+            }
+        }
+    }
+
+    public func makeRemover() throws -> ChunkRemover { Remover(io: io, purgeGate: purgeGate) }
+
+    /// Removes chunk objects one by one (stat for the size, then remove;
+    /// a chunk gone meanwhile is nil), each only while purge certainly
+    /// holds the gate exclusively: a purge that stalled past the gate's
+    /// duration deletes nothing more (sessions may have pinned meanwhile).
+    final class Remover: ChunkRemover {
+        let io: RadosIoctx
+        let purgeGate: Locked<RadosLease?>
+        init(io: RadosIoctx, purgeGate: Locked<RadosLease?>) {
+            self.io = io
+            self.purgeGate = purgeGate
+        }
+
+        func remove(_ chunk: StoredChunk) throws -> Int64? {
+            guard case .native(let id) = chunk else { return nil }
+            let oid = RadosNames.chunk(id)
+            return try RadosBackend.wrap {
+                // At least one operation timeout of the hold must be left.
+                guard let gate = purgeGate.get, gate.secondsLeft > gate.duration / 3 else {
+                    throw BackyError(.io, "purge no longer holds the gate of \(io.location) for certain (the process stalled or the cluster is slow); stopping before the next deletion")
+                }
+                guard let st = try io.stat(oid) else { return nil }
+                return try io.remove(oid) ? Int64(st.size) : nil
+            }
+        }
+    }
+
+    /// write_full leaves nothing unfinished.
+    public func removeUnfinished(isLive: (String) -> Bool) throws -> Int { 0 }
+}

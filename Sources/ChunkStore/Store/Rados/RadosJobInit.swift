@@ -1,0 +1,52 @@
+// RadosJobInit: `backy init --store rados:POOL[/NAMESPACE]` — creates a job
+// whose history lives in RADOS, or attaches a second job directory to the
+// job a namespace already holds (refusing a different source unless
+// forced). The store's `config` object holds the source; the local
+// directory gets a `config` that names the store.
+import Foundation
+import Logging
+import Rados
+
+extension Job {
+    /// What `initialize(path:source:store:)` did.
+    public enum StoreInit: Sendable, Equatable {
+        case created
+        case attached
+        /// Attached with --force, replacing the store's source.
+        case attachedReplacingSource(String)
+    }
+
+    /// Creates (or attaches to) the RADOS job in `store` and writes the
+    /// local `config` of the job directory at `path`.
+    public static func initialize(path: String, source: YAMLMap, store spec: RadosStoreSpec, force: Bool,
+                                  groupAccess: Bool = false, logger: Logger = Logger(label: "backy")) throws -> (Job, StoreInit) {
+        try refuseExistingConfig(path: path)
+        let local = StoreFactory.LocalStore(spec: spec, access: CephAccess(), lockDuration: RadosBackend.defaultLockDuration)
+        let backend = try StoreFactory.open(local)
+        let sourceBytes = Array((YAML.flow(.map(source)) + "\n").utf8)
+        var outcome = StoreInit.created
+        // The config goes first, exclusively: of two inits at once one
+        // creates the job, the other attaches to it.
+        let created = try RadosBackend.wrap { try backend.io.createExclusive(RadosNames.config, sourceBytes) }
+        if !created {
+            let loc = backend.location(of: .sourceConfig)
+            let existing = try Job.parseConfig(try backend.read(.sourceConfig, limit: Posix.Limit.metadata), source: loc)
+            let have = existing["type"] == nil ? (existing["source"]?.map ?? existing) : existing
+            let differs = source.pairs.contains { k, v in have[k] != v }
+            if differs {
+                let was = YAML.flow(.map(have))
+                guard force else {
+                    throw BackyError(.usage, "\(spec) already holds a job with another source (\(was)); refusing to attach with \(YAML.flow(.map(source))) (use --force to attach and make it the job's source)")
+                }
+                try backend.write(.sourceConfig, sourceBytes, durable: true)
+                outcome = .attachedReplacingSource(was)
+            } else {
+                outcome = .attached
+            }
+        }
+        try backend.prepare()
+        try createDirectory(path, groupAccess: groupAccess)
+        try Posix.writeFileAtomically(path + "/config", Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8), mode: 0o640)
+        return (try Job(path: path, logger: logger), outcome)
+    }
+}
