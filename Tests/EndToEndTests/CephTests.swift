@@ -7,40 +7,28 @@ import Foundation
 import XCTest
 
 final class CephTests: XCTestCase {
-    nonisolated(unsafe) static var clusterDir: String?
+    nonisolated(unsafe) static var cluster: TestCephCluster?
     nonisolated(unsafe) static var startError = ""
     nonisolated(unsafe) static var helper = ""
 
     static let mib: UInt64 = 1 << 20
-    static var repo: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
-    }
-    static var clusterScript: String { repo + "/scripts/ceph-test-cluster" }
+    static var clusterDir: String? { cluster?.started == true ? cluster?.dir : nil }
     static var conf: String { (clusterDir ?? "/nonexistent") + "/ceph.conf" }
     /// The environment of every backy and rbd call: this cluster, nothing else.
     static var env: [String: String] { ["CEPH_CONF": conf, "CEPH_ARGS": ""] }
 
     override class func setUp() {
         super.setUp()
-        let dir = "/tmp/backy-ceph-\(UUID().uuidString.prefix(8))"
-        // The daemons outlive the script. Foundation's Process notices a
-        // child's exit when every holder of a descriptor it passed along has
-        // closed it, so close everything but 0-2 before the script runs.
-        let closeFDs = #"for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done; exec "$0" "$@""#
-        let r = E2E.run("/bin/bash", ["-c", closeFDs, clusterScript, "start", dir], timeout: 120)
-        if r.code == 0 {
-            clusterDir = dir
-        } else {
-            startError = "ceph-test-cluster start failed (\(r.code)): \(r.stderr)"
-        }
+        let c = TestCephCluster(prefix: "backy-ceph")
+        if !c.start() { startError = c.startError }
+        cluster = c
         helper = NSTemporaryDirectory() + "/backy-ceph-helper-\(UUID().uuidString.prefix(8)).py"
         try? helperSource.write(toFile: helper, atomically: true, encoding: .utf8)
     }
 
     override class func tearDown() {
-        if let d = clusterDir { E2E.run(clusterScript, ["stop", d], timeout: 60) }
-        clusterDir = nil
+        cluster?.stop()
+        cluster = nil
         try? FileManager.default.removeItem(atPath: helper)
         super.tearDown()
     }
@@ -493,7 +481,7 @@ final class CephTests: XCTestCase {
         // revision's data, as after years of 2.4 runs.
         let d = E2E.tempDir(self, "ceph")
         let job = d + "/job"
-        XCTAssertEqual(E2E.run("/bin/cp", ["-a", CephTests.repo + "/Fixtures/legacy/job-chunked", job]).code, 0)
+        XCTAssertEqual(E2E.run("/bin/cp", ["-a", TestCephCluster.repo + "/Fixtures/legacy/job-chunked", job]).code, 0)
         let last = "aK73vQoKWC5oQU2et94jTk"
         XCTAssertEqual(E2E.backy(["-b", job, "restore", "-r", last, d + "/legacy.img"], env: CephTests.env).code, 0)
         let img = "legacy-\(UUID().uuidString.prefix(8).lowercased())"
