@@ -36,13 +36,18 @@ public struct JobDefinition: Equatable, Sendable {
     public var source: YAMLMap
     /// Seconds between scheduled restore drills (`drill`), nil for none.
     public var drillInterval: Int?
+    /// Where the job's history lives (`store: rados:POOL[/NAMESPACE]`,
+    /// global or per job; namespace = the job's name), nil for its directory.
+    public var store: RadosStoreSpec?
 
-    public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap, drillInterval: Int? = nil) {
+    public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap, drillInterval: Int? = nil,
+                store: RadosStoreSpec? = nil) {
         self.name = name
         self.scheduleName = scheduleName
         self.schedule = schedule
         self.source = source
         self.drillInterval = drillInterval
+        self.store = store
     }
 
     /// The job's spread (Spread).
@@ -159,10 +164,10 @@ public struct SchedulerConfig: Sendable {
 
     static let knownTop: Set<String> = ["global", "schedules", "jobs", "nbd-server"]
     static let knownGlobal: Set<String> = Set([
-        "base-dir", "worker-limit", "status-file", "status-interval", "telnet-addrs", "telnet-port", "group-access", "drill",
+        "base-dir", "worker-limit", "status-file", "status-interval", "telnet-addrs", "telnet-port", "group-access", "drill", "store",
         "console-socket", "console-socket-group", "console-max-connections",
     ]).union(MonitoringSettings.keys)
-    static let knownJob: Set<String> = ["schedule", "source", "drill"]
+    static let knownJob: Set<String> = ["schedule", "source", "drill", "store"]
     static let knownScheduleEntry: Set<String> = ["interval", "keep"]
 
     private static func analyze(_ text: String, path: String, globalOnly: Bool, problems p: Problems) -> SchedulerConfig? {
@@ -193,6 +198,7 @@ public struct SchedulerConfig: Sendable {
         var groupAccess = false
         var drillDefault: Int?
         var globalMap: YAMLMap?
+        var storeDefault: String?
         if let g = top["global"], !g.isNull {
             if let gm = g.map {
                 globalMap = gm
@@ -255,6 +261,15 @@ public struct SchedulerConfig: Sendable {
                 p.attempt {
                     if let v = gm["drill"] {
                         drillDefault = try DrillSchedule.parseInterval(v, key: "drill", map: gm, prefix: "global", problems: p)
+                    }
+                }
+                p.attempt {
+                    if let v = gm["store"], !v.isNull {
+                        guard let s = v.string, RadosStoreSpec.isRados(s), !s.dropFirst(RadosStoreSpec.scheme.count).contains("/"),
+                              (try? RadosStoreSpec.parse(s, defaultNamespace: "x")) != nil else {
+                            throw p.error(gm, "store", "expected rados:POOL (each job's namespace is its name), found \(show(v))", prefix: "global")
+                        }
+                        storeDefault = s
                     }
                 }
             } else {
@@ -395,9 +410,20 @@ public struct SchedulerConfig: Sendable {
                 let drillOK = p.attempt {
                     if let v = job["drill"] { drill = try DrillSchedule.parseInterval(v, key: "drill", map: job, prefix: key, problems: p) }
                 }
-                guard schedOK && sourceOK && drillOK, let schedule, let source else { return }
+                var store: RadosStoreSpec?
+                let storeOK = p.attempt {
+                    if let v = job["store"], !v.isNull {
+                        guard let s = v.string, let spec = try? RadosStoreSpec.parse(s, defaultNamespace: name) else {
+                            throw p.error(job, "store", "expected rados:POOL[/NAMESPACE], found \(show(v))", prefix: key)
+                        }
+                        store = spec
+                    } else if let s = storeDefault {
+                        store = try? RadosStoreSpec.parse(s, defaultNamespace: name)
+                    }
+                }
+                guard schedOK && sourceOK && drillOK && storeOK, let schedule, let source else { return }
                 config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source,
-                                                 drillInterval: drill))
+                                                 drillInterval: drill, store: store))
             }
         }
         config.jobs.sort { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }

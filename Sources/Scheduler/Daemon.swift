@@ -231,6 +231,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     func writeJobConfig(_ def: JobDefinition, path: String) throws {
+        if let store = def.store {
+            try Job.prepareRadosJob(path: path, source: def.source, store: store)
+            return
+        }
         let text = Array((YAML.flow(.map(def.source)) + "\n").utf8)
         let cfg = path + "/config"
         if let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata), old == text { return }

@@ -488,6 +488,43 @@ final class RadosStoreTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: job).sorted(), ["backy.log", "config"])
     }
 
+    /// The scheduler runs a job with `store:` (per job here; `global.store`
+    /// parses the same way) beside a directory job: both get scheduled
+    /// backups, expiry and purge; the RADOS job's directory holds no chunk;
+    /// `check` is OK.
+    func testSchedulerRunsRadosJobBesideDirectoryJob() throws {
+        let s = SchedulerHarness(self, schedules: "  quick:\n    short: {interval: 2s, keep: 2}")
+        s.env = cluster.env
+        s.addJob("plain", schedule: "quick")
+        s.addJob("inrados", schedule: "quick")
+        let ns = namespace()
+        let last = s.jobsYAML.removeLast()
+        s.jobsYAML.append(last.replacingOccurrences(of: "    schedule: quick", with: "    schedule: quick\n    store: rados:\(RadosStoreTests.pool)/\(ns)"))
+        s.start()
+        XCTAssertTrue(s.wait(timeout: 60) { s.createdRevisions("plain") >= 4 && s.createdRevisions("inrados") >= 4 },
+                      "scheduled backups happen; log:\n\(s.logText)")
+        XCTAssertTrue(s.wait(timeout: 30) { self.revisionIDs(s.base + "/inrados").count < s.createdRevisions("inrados") },
+                      "revisions of the RADOS job expire")
+        XCTAssertTrue(s.logText.contains("inrados: Removing revision "), s.logText)
+        XCTAssertEqual(try String(contentsOfFile: s.base + "/inrados/config", encoding: .utf8), "{store: rados:\(RadosStoreTests.pool)/\(ns)}\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: s.base + "/inrados").sorted(), ["backy.log", "config"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: s.base + "/plain/chunks"))
+        let o = objects(ns)
+        XCTAssertTrue(o.contains("config") && o.contains { $0.hasPrefix("chunk/") }, "\(o)")
+        // Every revision left restores bit-exact (the image never changed).
+        let img = s.dir + "/images/inrados.img"
+        for id in revisionIDs(s.base + "/inrados") {
+            XCTAssertEqual(restoredSHA(s.base + "/inrados", id, dir: s.dir), E2E.sha256(file: img))
+        }
+        var check = E2E.backy(["check", "-c", s.config], env: cluster.env)
+        s.wait(timeout: 30) {
+            check = E2E.backy(["check", "-c", s.config], env: self.cluster.env)
+            return check.code == 0
+        }
+        XCTAssertEqual(check.code, 0, check.out)
+        XCTAssertEqual(s.stop(), 0)
+    }
+
     /// The NBD server serves a RADOS job's revisions bit-exact, and its
     /// session's pinned map is gone once the client is done.
     func testNBDServerServesRadosJob() throws {

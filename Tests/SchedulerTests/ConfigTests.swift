@@ -167,6 +167,23 @@ final class SchedulerConfigTests: XCTestCase {
                        "/etc/backy/backy.conf: the configuration must be a YAML mapping with global, schedules and jobs (found a list)")
     }
 
+    /// `store:` (issue 14): global `rados:POOL` makes every job a RADOS job
+    /// in the namespace of its name; a job's own `store` wins; bad values are
+    /// one-line errors.
+    func testStoreKey() throws {
+        let two = minimal + "  test02:\n    schedule: default\n    store: rados:other/ns2\n    source: {type: file, filename: /srv/images/test02}\n"
+        XCTAssertEqual(try parse(two).jobs.map(\.store), [nil, RadosStoreSpec(pool: "other", namespace: "ns2")])
+        let global = try parse("global:\n  store: rados:backy\n" + two)
+        XCTAssertEqual(global.jobs.map(\.store), [RadosStoreSpec(pool: "backy", namespace: "test01"),
+                                                  RadosStoreSpec(pool: "other", namespace: "ns2")])
+        XCTAssertEqual(error("global:\n  store: /srv/backy\n" + minimal),
+                       "/etc/backy/backy.conf: line 2: global.store: expected rados:POOL (each job's namespace is its name), found \"/srv/backy\"")
+        XCTAssertEqual(error("global:\n  store: rados:backy/ns\n" + minimal),
+                       "/etc/backy/backy.conf: line 2: global.store: expected rados:POOL (each job's namespace is its name), found \"rados:backy/ns\"")
+        XCTAssertEqual(error(minimal.replacingOccurrences(of: "schedule: default", with: "schedule: default\n    store: 'rados:'")),
+                       "/etc/backy/backy.conf: line 8: jobs.test01.store: expected rados:POOL[/NAMESPACE], found \"rados:\"")
+    }
+
     func testMissingFileIsOneLine() {
         XCTAssertThrowsError(try SchedulerConfig.load(path: "/nonexistent/backy.conf")) { e in
             XCTAssertEqual("\(e)", "configuration file /nonexistent/backy.conf does not exist")

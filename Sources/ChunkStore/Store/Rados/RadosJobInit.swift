@@ -49,4 +49,26 @@ extension Job {
         try Posix.writeFileAtomically(path + "/config", Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8), mode: 0o640)
         return (try Job(path: path, logger: logger), outcome)
     }
+
+    /// The scheduler's form of init for a job with `store:` in backy.conf
+    /// (which is authoritative, as for a directory job's config): creates
+    /// the job in the store if needed, makes the store's source `source`,
+    /// and writes the local `config` naming the store. Refuses a directory
+    /// that holds a directory job's history (it would be hidden).
+    public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec) throws {
+        if Posix.isDirectory(path + "/chunks") {
+            throw BackyError(.usage, "\(path) holds the history of a directory job; it cannot become a job in \(spec) (remove `store` for this job)")
+        }
+        let backend = try StoreFactory.open(StoreFactory.LocalStore(spec: spec, access: CephAccess(), lockDuration: RadosBackend.defaultLockDuration))
+        let sourceBytes = Array((YAML.flow(.map(source)) + "\n").utf8)
+        let created = try RadosBackend.wrap { try backend.io.createExclusive(RadosNames.config, sourceBytes) }
+        if !created, (try? backend.read(.sourceConfig, limit: Posix.Limit.metadata)) != sourceBytes {
+            try backend.write(.sourceConfig, sourceBytes, durable: true)
+        }
+        try backend.prepare()
+        let cfg = path + "/config"
+        let local = Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8)
+        if let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata), old == local { return }
+        try Posix.writeFileAtomically(cfg, local, mode: 0o640, durable: false)
+    }
 }
