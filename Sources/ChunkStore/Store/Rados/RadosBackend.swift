@@ -104,11 +104,14 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
     /// write is durable. A map or revision is written only while every
     /// session of this process still holds its lock: a session whose lock
     /// lapsed may have lost chunks to purge, and must commit nothing.
-    public func write(_ object: StoreObjectName, _ bytes: [UInt8], durable: Bool) throws {
+    /// `crashPoint` (tests) is reached just before the write: RADOS has no
+    /// state between "durable" and "in place".
+    public func write(_ object: StoreObjectName, _ bytes: [UInt8], durable: Bool, crashPoint: CrashPoint?) throws {
         switch object {
         case .map, .revision: try checkSessions()
         default: break
         }
+        if let c = crashPoint { CrashPoints.reached(c) }
         try RadosBackend.wrap { try io.writeFull(objectName(object), bytes) }
     }
 

@@ -77,6 +77,7 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
             } catch {
                 throw BackyError(.io, "\(error)")
             }
+            CrashPoints.reached(.chunkRenamed)
         }
 
         /// The write cannot be called back; it is whole or absent, and
