@@ -525,6 +525,51 @@ final class RadosStoreTests: XCTestCase {
         XCTAssertEqual(s.stop(), 0)
     }
 
+    /// A backup killed (SIGKILL, BACKY_CRASH_AT) at each step of its writes:
+    /// the killed revision never shows as complete, the next backup (after
+    /// the killed one's locks lapsed) succeeds, and every finished revision
+    /// restores bit-exact; a purge afterwards keeps them whole.
+    func testBackupKilledAtEachStepOfItsWrites() throws {
+        let d = E2E.tempDir(self, "rados-crash")
+        let s = seed()
+        let img = d + "/disk.img"
+        makeImage(img, chunks: 6, seed: s)
+        let ns = namespace()
+        let job = d + "/job"
+        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        try setLockDuration(job, 2)
+        backy(["-b", job, "backup", "daily"])
+        var want: [String: String] = [:]
+        want[revisionIDs(job)[0]] = E2E.sha256(file: img)
+        for (i, point) in ["chunk-renamed", "map-before-rename", "map-written", "rev-before-complete", "rev-complete"].enumerated() {
+            E2E.write(img, E2E.randomBytes(4 * RadosStoreTests.mib, seed: s &+ UInt64(50 + i)), at: UInt64(i * 4 * RadosStoreTests.mib))
+            let sha = E2E.sha256(file: img)
+            let r = E2E.backy(["-b", job, "backup", "daily"], env: cluster.env.merging(["BACKY_CRASH_AT": point]) { $1 })
+            XCTAssertEqual(r.signal, SIGKILL, "\(point): the backup killed itself (exit \(r.code)): \(r.stderr)")
+            let revs = revisions(job)
+            if point == "rev-complete", let last = revs.last, (last["complete"] as? Bool) == true, let id = last["uuid"] as? String {
+                want[id] = sha  // killed after its revision was complete: it stays
+            } else {
+                XCTAssertEqual(revs.filter { ($0["complete"] as? Bool) == true }.count, want.count, "\(point)")
+            }
+            // The next backup waits out the killed one's lock, then works.
+            var ok = false
+            for _ in 0..<50 {
+                let n = E2E.backy(["-b", job, "backup", "daily"], env: cluster.env)
+                if n.code == 0 { ok = true; break }
+                XCTAssertTrue(n.stderr.contains("another backup"), n.stderr)
+                usleep(200_000)
+            }
+            XCTAssertTrue(ok, "\(point): no backup after the kill")
+            if let id = revisionIDs(job).last { want[id] = sha }
+        }
+        backy(["-b", job, "purge"])
+        let ids = revisionIDs(job)
+        XCTAssertEqual(Set(ids), Set(want.keys))
+        for id in ids { XCTAssertEqual(restoredSHA(job, id, dir: d), want[id], id) }
+        XCTAssertEqual(objects(ns).filter { $0.hasPrefix("session/") }, [])
+    }
+
     /// The NBD server serves a RADOS job's revisions bit-exact, and its
     /// session's pinned map is gone once the client is done.
     func testNBDServerServesRadosJob() throws {
