@@ -3,7 +3,7 @@
 // exports, Mount, the sources) names what it wants — a chunk, a revision's
 // metadata or map, a lock, a pin — and never builds a path. The job
 // directory (DirectoryBackend) is the first implementation; a backend that
-// keeps a job in Ceph RADOS (next) implements the same protocols:
+// keeps a job in Ceph RADOS (RadosBackend) implements the same protocols:
 // chunk objects written whole (exclusive create or write_full), metadata
 // and maps as objects, locks and pins as advisory locks with a duration
 // (docs/architecture.md, "The storage seam"). Formats stay above the seam:
@@ -90,6 +90,15 @@ public protocol PendingPut: AnyObject, Sendable {
 public protocol ChunkRemover: AnyObject {
     /// Removes the chunk; its size, or nil if it was gone already.
     func remove(_ chunk: StoredChunk) throws -> Int64?
+    /// Removes several chunks (a backend may pipeline them); their sizes,
+    /// in order, nil where one was gone already.
+    func remove(_ chunks: [StoredChunk]) throws -> [Int64?]
+}
+
+public extension ChunkRemover {
+    func remove(_ chunks: [StoredChunk]) throws -> [Int64?] {
+        try chunks.map { try remove($0) }
+    }
 }
 
 /// The chunk objects of a job.

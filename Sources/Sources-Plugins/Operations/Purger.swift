@@ -47,6 +47,7 @@ public final class Purger {
             let end = min(candidates.count, index + batchSize)
             try gate.exclusive {
                 let referenced = try refs.refresh()
+                var unreferenced: [StoredChunk] = []
                 for c in candidates[index..<end] {
                     switch c {
                     case .native(let id):
@@ -54,10 +55,12 @@ public final class Purger {
                     case .legacy(let hash):
                         if referenced.legacy.contains(hash) { result.keptChunks += 1; continue }
                     }
-                    if let size = try remover!.remove(c) {
-                        result.removedChunks += 1
-                        result.freedBytes += size
-                    }
+                    unreferenced.append(c)
+                }
+                for size in try remover!.remove(unreferenced) {
+                    guard let size else { continue }
+                    result.removedChunks += 1
+                    result.freedBytes += size
                 }
             }
             index = end

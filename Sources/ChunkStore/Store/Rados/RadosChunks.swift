@@ -126,10 +126,11 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
 
     public func makeRemover() throws -> ChunkRemover { Remover(io: io, purgeGate: purgeGate) }
 
-    /// Removes chunk objects one by one (stat for the size, then remove;
-    /// a chunk gone meanwhile is nil), each only while purge certainly
-    /// holds the gate exclusively: a purge that stalled past the gate's
-    /// duration deletes nothing more (sessions may have pinned meanwhile).
+    /// Removes chunk objects (a stat for the size, then the remove; a chunk
+    /// gone meanwhile is nil), pipelined, each started only while purge
+    /// certainly holds the gate exclusively: a purge that stalled past the
+    /// gate's duration deletes nothing more (sessions may have pinned
+    /// meanwhile).
     final class Remover: ChunkRemover {
         let io: RadosIoctx
         let purgeGate: Locked<RadosLease?>
@@ -139,15 +140,49 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
         }
 
         func remove(_ chunk: StoredChunk) throws -> Int64? {
-            guard case .native(let id) = chunk else { return nil }
-            let oid = RadosNames.chunk(id)
-            return try RadosBackend.wrap {
-                // At least one operation timeout of the hold must be left.
-                guard let gate = purgeGate.get, gate.secondsLeft > gate.duration / 3 else {
-                    throw BackyError(.io, "purge no longer holds the gate of \(io.location) for certain (the process stalled or the cluster is slow); stopping before the next deletion")
+            try remove([chunk])[0]
+        }
+
+        /// Up to `window` stats, then removes, in flight at once; the gate
+        /// is checked before each one is started.
+        static let window = 32
+
+        func remove(_ chunks: [StoredChunk]) throws -> [Int64?] {
+            var sizes = [Int64?](repeating: nil, count: chunks.count)
+            try RadosBackend.wrap {
+                var pending: [(Int, RadosStatCompletion)] = []
+                var removing: [(Int, RadosCompletion)] = []
+                func finishRemove() throws {
+                    let (i, c) = removing.removeFirst()
+                    let r = c.wait()
+                    if r == -ENOENT { sizes[i] = nil } else if r < 0 { try c.check() }
                 }
-                guard let st = try io.stat(oid) else { return nil }
-                return try io.remove(oid) ? Int64(st.size) : nil
+                func finishStat() throws {
+                    let (i, st) = pending.removeFirst()
+                    guard let got = try st.result() else { return }
+                    sizes[i] = Int64(got.size)
+                    guard case .native(let id) = chunks[i] else { return }
+                    try checkGate()
+                    removing.append((i, try io.aioRemove(RadosNames.chunk(id))))
+                    if removing.count >= Remover.window { try finishRemove() }
+                }
+                for (i, c) in chunks.enumerated() {
+                    guard case .native(let id) = c else { continue }
+                    try checkGate()
+                    pending.append((i, try io.aioStat(RadosNames.chunk(id))))
+                    if pending.count >= Remover.window { try finishStat() }
+                }
+                while !pending.isEmpty { try finishStat() }
+                while !removing.isEmpty { try finishRemove() }
+            }
+            return sizes
+        }
+
+        /// At least one operation timeout of the exclusive gate hold must be
+        /// left before a deletion starts.
+        private func checkGate() throws {
+            guard let gate = purgeGate.get, gate.secondsLeft > gate.duration / 3 else {
+                throw BackyError(.io, "purge no longer holds the gate of \(io.location) for certain (the process stalled or the cluster is slow); stopping before the next deletion")
             }
         }
     }
