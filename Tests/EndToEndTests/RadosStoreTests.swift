@@ -570,68 +570,6 @@ final class RadosStoreTests: XCTestCase {
         XCTAssertEqual(objects(ns).filter { $0.hasPrefix("session/") }, [])
     }
 
-    /// The OSD stops (SIGSTOP) in the middle of a backup: the backup fails
-    /// with one clear error within the operation timeout, nothing earlier
-    /// is lost, and once the OSD runs again the next backup succeeds.
-    func testOSDStoppedMidBackup() throws {
-        let d = E2E.tempDir(self, "rados-osd")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 40, seed: s)
-        let sha1 = E2E.sha256(file: img)
-        let ns = namespace()
-        let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
-        try setLockDuration(job, 6)
-        backy(["-b", job, "backup", "daily"])
-        makeImage(img, chunks: 40, seed: s &+ 500)
-        let sha2 = E2E.sha256(file: img)
-        let osdPid = pid_t(try String(contentsOfFile: cluster.dir + "/osd.0.pid", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines))!
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: E2E.binary)
-        p.arguments = ["-b", job, "backup", "daily"]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in cluster.env { env[k] = v }
-        env["BACKY_THREADS"] = "1"
-        p.environment = env
-        let errPipe = Pipe()
-        p.standardError = errPipe
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && !objects(ns).contains(where: { $0.hasPrefix("session/") }) { usleep(20_000) }
-        XCTAssertTrue(p.isRunning, "the backup finished before the OSD could be stopped")
-        kill(osdPid, SIGSTOP)
-        let stopped = Date()
-        while p.isRunning && Date().timeIntervalSince(stopped) < 60 { usleep(50_000) }
-        let failedAfter = Date().timeIntervalSince(stopped)
-        kill(osdPid, SIGCONT)
-        if p.isRunning { p.terminate() }
-        p.waitUntilExit()
-        let log = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        print("\(name): the backup failed \(String(format: "%.1f", failedAfter)) s after the OSD stopped")
-        XCTAssertEqual(p.terminationStatus, 1, log)
-        let errors = log.split(separator: "\n").filter { $0.hasPrefix("Error: ") }
-        XCTAssertEqual(errors.count, 1, log)
-        XCTAssertTrue(errors.first?.contains("timed out") == true, log)
-        XCTAssertLessThan(failedAfter, 30)
-        // The next backup succeeds (once the failed run's lock has lapsed,
-        // if it could not release it).
-        var ok = false
-        for _ in 0..<60 {
-            let r = E2E.backy(["-b", job, "backup", "daily"], env: cluster.env)
-            if r.code == 0 { ok = true; break }
-            usleep(500_000)
-        }
-        XCTAssertTrue(ok, "no backup after the OSD came back")
-        let ids = revisionIDs(job)
-        XCTAssertEqual(ids.count, 2)
-        guard ids.count == 2 else { return }
-        XCTAssertEqual(restoredSHA(job, ids[0], dir: d), sha1)
-        XCTAssertEqual(restoredSHA(job, ids[1], dir: d), sha2)
-    }
-
     /// The NBD server serves a RADOS job's revisions bit-exact, and its
     /// session's pinned map is gone once the client is done.
     func testNBDServerServesRadosJob() throws {
