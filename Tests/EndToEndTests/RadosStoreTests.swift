@@ -93,6 +93,23 @@ final class RadosStoreTests: XCTestCase {
         return E2E.sha256(file: out)
     }
 
+    /// Starts `backy -b JOB backup daily` with one worker thread (so it
+    /// runs a while); its stderr goes to the returned pipe.
+    func startBackup(_ job: String) throws -> (Process, Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: E2E.binary)
+        p.arguments = ["-b", job, "backup", "daily"]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in cluster.env { env[k] = v }
+        env["BACKY_THREADS"] = "1"
+        p.environment = env
+        let errPipe = Pipe()
+        p.standardError = errPipe
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return (p, errPipe)
+    }
+
     /// Sets `lock-duration` in a RADOS job's local config.
     func setLockDuration(_ job: String, _ seconds: Int) throws {
         let cfg = job + "/config"
@@ -263,16 +280,7 @@ final class RadosStoreTests: XCTestCase {
         // Back up again from a (new chunks: the image changed) and kill it
         // while its session is open.
         makeImage(img, chunks: 40, seed: s &+ 1000)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: E2E.binary)
-        p.arguments = ["-b", a, "backup", "daily"]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in cluster.env { env[k] = v }
-        env["BACKY_THREADS"] = "1"
-        p.environment = env
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let (p, _) = try startBackup(a)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && !objects(ns).contains(where: { $0.hasPrefix("session/") }) { usleep(20_000) }
         XCTAssertTrue(p.isRunning, "the backup finished before it could be killed")
@@ -413,17 +421,7 @@ final class RadosStoreTests: XCTestCase {
         let a = d + "/a", b = d + "/b"
         backy(["-b", a, "init", "--store", store, "file", img])
         backy(["-b", b, "init", "--store", store, "file", img])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: E2E.binary)
-        p.arguments = ["-b", b, "backup", "daily"]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in cluster.env { env[k] = v }
-        env["BACKY_THREADS"] = "1"
-        p.environment = env
-        let errPipe = Pipe()
-        p.standardError = errPipe
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let (p, errPipe) = try startBackup(b)
         var purges = 0, removedWhileRunning = 0
         while p.isRunning {
             let r = E2E.backy(["-b", a, "purge"], env: cluster.env)
