@@ -69,9 +69,8 @@ final class RadosStoreTests: XCTestCase {
 
     func chunkObjects(_ ns: String) -> Set<String> { Set(objects(ns).filter { $0.hasPrefix("chunk/") }) }
 
-    func revisions(_ job: String) -> [[String: Any]] {
-        let r = backy(["-b", job, "status", "--json"])
-        return (try? JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]]) ?? []
+    func revisions(_ job: String, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        E2E.revisions(job, env: cluster.env, file: file, line: line)
     }
 
     func revisionIDs(_ job: String) -> [String] { revisions(job).compactMap { $0["uuid"] as? String } }
@@ -205,7 +204,7 @@ final class RadosStoreTests: XCTestCase {
         backy(["-b", job, "forget", "-r", ids[0]])
         backy(["-b", job, "forget", "-r", ids[1]])
         let p = backy(["-b", job, "purge"])
-        XCTAssertTrue(p.stderr.contains("Purged 2 chunks"), p.stderr)
+        XCTAssertTrue(p.out.contains("Purging: 2 chunks") && p.stderr.hasPrefix("Freed 8.00 MiB;"), p.out + p.stderr)
         XCTAssertEqual(chunkObjects(ns).count, 8)
         XCTAssertEqual(restoredSHA(job, ids3[2], dir: d), sha3)
         XCTAssertEqual(objects(ns).filter { $0.hasPrefix("rev/") || $0.hasPrefix("map/") }.count, 2)
@@ -306,7 +305,7 @@ final class RadosStoreTests: XCTestCase {
         // The killed run's revision was incomplete and is gone; its session
         // was cleaned (by b's backup or this purge).
         let purge = backy(["-b", a, "purge"])
-        XCTAssertTrue(purge.stderr.contains("Purged"), purge.stderr)
+        XCTAssertTrue(purge.out.hasPrefix("Purging: ") && purge.stderr.hasPrefix("Freed "), purge.out + purge.stderr)
         XCTAssertEqual(objects(ns).filter { $0.hasPrefix("session/") }, [])
         let ids = revisionIDs(a)
         XCTAssertEqual(ids.count, 2)
@@ -343,7 +342,8 @@ final class RadosStoreTests: XCTestCase {
         let env = cluster.env
         @Sendable func ids(_ job: String) -> [String] {
             let st = E2E.backy(["-b", job, "status", "--json"], env: env)
-            return ((try? JSONSerialization.jsonObject(with: st.stdout) as? [[String: Any]]) ?? []).compactMap { $0["uuid"] as? String }
+            let o = (try? JSONSerialization.jsonObject(with: st.stdout) as? [String: Any]) ?? [:]
+            return ((o["revisions"] as? [[String: Any]]) ?? []).compactMap { $0["uuid"] as? String }
         }
         let group = DispatchGroup()
         // a: change the image, back up, forget the oldest, purge.
@@ -426,9 +426,13 @@ final class RadosStoreTests: XCTestCase {
         while p.isRunning {
             let r = E2E.backy(["-b", a, "purge"], env: cluster.env)
             XCTAssertEqual(r.code, 0, r.stderr)
-            if let m = r.stderr.range(of: #"Purged (\d+) chunks"#, options: .regularExpression) {
-                removedWhileRunning += Int(r.stderr[m].split(separator: " ")[1]) ?? 0
+            // "Purging: N chunks" on stdout (a purge that says nothing fails).
+            guard let m = r.out.range(of: #"Purging: (\d+) chunks"#, options: .regularExpression),
+                  let n = Int(r.out[m].split(separator: " ")[1]) else {
+                XCTFail("purge said: \(r.out) \(r.stderr)")
+                break
             }
+            removedWhileRunning += n
             purges += 1
         }
         p.waitUntilExit()

@@ -125,6 +125,22 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
         return (ObjectVersion(Int64(bitPattern: st.version), Int64(st.size), st.mtime, 0), true)
     }
 
+    public func size(of object: StoreObjectName) -> Int64? {
+        guard let st = (try? io.stat(objectName(object))) ?? nil else { return nil }
+        return Int64(st.size)
+    }
+
+    /// The bytes of every object of the job's namespace (librados tells no
+    /// allocation per namespace: one stat per object, so this costs a
+    /// listing and a round trip per object; replication not counted).
+    public func spaceUsed() -> Int64 {
+        var total: Int64 = 0
+        var names: [String] = []
+        _ = try? io.forEachObject { name in names.append(name); return true }
+        for n in names { if let st = (try? io.stat(n)) ?? nil { total += Int64(st.size) } }
+        return total
+    }
+
     // MARK: listings
 
     /// Every object name of the namespace, grouped by what it is.

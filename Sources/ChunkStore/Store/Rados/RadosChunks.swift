@@ -46,6 +46,13 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
         return ((try? io.stat(RadosNames.chunk(id))) ?? nil) != nil
     }
 
+    public func size(of chunk: StoredChunk) -> Int64? {
+        // Only native chunks live in RADOS (backy 2.4's never get there).
+        guard case .native(let id) = chunk, !id.isZero else { return nil }
+        guard let st = (try? io.stat(RadosNames.chunk(id))) ?? nil else { return nil }
+        return Int64(st.size)
+    }
+
     public func open(_ chunk: StoredChunk) throws -> StoredObject {
         let name = chunk.name
         guard case .native = chunk else { throw ChunkReadError(name: name, fault: .missing) }
