@@ -34,7 +34,7 @@ extension NBDConnection {
     /// Changes the bytes this connection holds of the reply budget.
     func hold(_ delta: Int) {
         inflight.bytes += delta
-        if !inflight.budgetReturned { core.budget.adjust(delta) }
+        if !inflight.budgetReturned { core.budget.adjust(id, delta) }
     }
 
     /// Takes `n` bytes of the reply budget, or arranges to be woken when
@@ -95,6 +95,7 @@ extension NBDConnection {
         inflight.requests -= 1
         inflight.queuedReplies -= 1
         hold(-bytes)
+        checkReading()
         report(wrote: true)
         updateFlow()
         finishIfIdle()

@@ -46,6 +46,8 @@ final class NBDConnection: ChannelDuplexHandler {
     var overlay: Overlay?
     var metaActive = false
     var inflight = NBDInflight()
+    /// Whether the client reads its replies (for the reply budget's order).
+    var progress = ReadProgress()
     var readPending = false
     var disconnecting = false
     var shuttingDown = false
@@ -134,11 +136,8 @@ final class NBDConnection: ChannelDuplexHandler {
         closed = true
         control.phase = .stopped
         // Everything this connection held goes back at once.
-        core.budget.leave(id)
-        if !inflight.budgetReturned {
-            inflight.budgetReturned = true
-            core.budget.adjust(-inflight.bytes)
-        }
+        core.budget.leave(id, holding: inflight.budgetReturned ? 0 : inflight.bytes)
+        inflight.budgetReturned = true
         if let ex = export {
             ex.close()
             export = nil

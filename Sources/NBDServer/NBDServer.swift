@@ -191,7 +191,10 @@ public final class NBDServer: @unchecked Sendable {
             core.pool.shutdown()
             throw error
         }
-        core.slots.startSweeping()
+        // Now and then the reply budget wakes a waiter it may have passed
+        // over while readers turned into non-readers.
+        let budget = core.budget
+        core.slots.startSweeping(also: { budget.kick() })
         return port
     }
 

@@ -133,11 +133,15 @@ public final class ConnectionSlots<Conn: SlotConnection>: @unchecked Sendable {
         entries[id] = e
     }
 
-    /// Starts the sweeper (every `period` seconds).
-    public func startSweeping(period: TimeInterval = 0.5, queue: DispatchQueue = DispatchQueue(label: "backy-slot-sweeper")) {
+    /// Starts the sweeper (every `period` seconds; `also` runs after each sweep).
+    public func startSweeping(period: TimeInterval = 0.5, queue: DispatchQueue = DispatchQueue(label: "backy-slot-sweeper"),
+                              also: @escaping @Sendable () -> Void = {}) {
         let t = DispatchSource.makeTimerSource(queue: queue)
         t.schedule(deadline: .now() + period, repeating: period, leeway: .milliseconds(100))
-        t.setEventHandler { [weak self] in self?.sweep() }
+        t.setEventHandler { [weak self] in
+            self?.sweep()
+            also()
+        }
         t.resume()
         timer = t
     }
