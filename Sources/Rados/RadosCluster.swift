@@ -19,8 +19,8 @@ public final class RadosCluster: @unchecked Sendable {
     private var keeperInstance: RadosLeaseKeeper?
 
     /// Connects. `opTimeout` (seconds) bounds every OSD and monitor
-    /// operation where the configuration sets no bound of its own
-    /// (librados' default is to wait forever for an OSD that is down).
+    /// operation (librados' default is to wait forever for an OSD that is
+    /// down); a configuration that sets a shorter bound keeps it.
     public init(access: CephAccess, environment: CephEnvironment, opTimeout: Double? = nil) throws {
         let args = CephAccess.parse(cephArgs: environment.cephArgs)
         let name = access.entity(environment)
@@ -64,14 +64,26 @@ public final class RadosCluster: @unchecked Sendable {
             }
         }
         if let t = opTimeout, t > 0 {
-            for key in ["rados_osd_op_timeout", "rados_mon_op_timeout"] where RadosCluster.option(handle, key).map({ Double($0) ?? 0 }) == 0 {
-                _ = rados_conf_set(handle, key, String(format: "%.0f", t.rounded(.up)))
+            // Unset (0: wait forever) or longer than the bound the caller's
+            // locks rely on: the bound. A shorter configured value stays.
+            for key in ["rados_osd_op_timeout", "rados_mon_op_timeout"] {
+                let configured = RadosCluster.option(handle, key).flatMap { Double($0) } ?? 0
+                if configured == 0 || configured > t.rounded(.up) {
+                    _ = rados_conf_set(handle, key, String(format: "%.0f", t.rounded(.up)))
+                }
             }
+        }
+        let conf = file.map { "config \($0)" } ?? "no config file found (set CEPH_CONF or the job's ceph-conf)"
+        // Without monitor addresses librados falls back to DNS SRV records
+        // and, when there are none, prints its own line on stderr beside
+        // ours: say it once, here, instead.
+        if (RadosCluster.option(handle, "mon_host") ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            rados_shutdown(handle)
+            throw RadosError(.connect, "cannot connect to the Ceph cluster as \(name): no monitor addresses (mon_host) in \(conf) or CEPH_ARGS (-m)")
         }
         r = rados_connect(handle)
         if r < 0 {
             rados_shutdown(handle)
-            let conf = file.map { "config \($0)" } ?? "no config file found (set CEPH_CONF or the source's ceph-conf)"
             throw RadosError(.connect, "cannot connect to the Ceph cluster as \(name) (\(conf))", r)
         }
         self.handle = handle

@@ -30,6 +30,7 @@ public struct RadosError: Error, CustomStringConvertible, Sendable {
         self.kind = kind
         self.what = what
         code = ret < 0 ? -ret : ret
+        if code == ETIMEDOUT { RadosStall.note() }
     }
 
     /// An operation error from a negative librados return value.

@@ -96,6 +96,25 @@ public final class RadosIoctx: @unchecked Sendable {
         try RadosStatCompletion(io: self, oid: oid)
     }
 
+    /// The stats of many objects, `window` of them in flight at once (one
+    /// round trip per window instead of per object); nil where an object
+    /// does not exist.
+    public func stats(_ oids: [String], window: Int = 64) throws -> [RadosObjectStat?] {
+        var out = [RadosObjectStat?](repeating: nil, count: oids.count)
+        var pending: [(Int, RadosStatCompletion)] = []
+        pending.reserveCapacity(window)
+        var next = 0
+        while next < oids.count || !pending.isEmpty {
+            while next < oids.count && pending.count < window {
+                pending.append((next, try aioStat(oids[next])))
+                next += 1
+            }
+            let (i, c) = pending.removeFirst()
+            out[i] = try c.result()
+        }
+        return out
+    }
+
     /// An xattr's value; nil if the object or the xattr does not exist.
     public func xattr(_ oid: String, _ name: String, limit: Int = 64 << 10) throws -> [UInt8]? {
         var buf = [UInt8](repeating: 0, count: limit)

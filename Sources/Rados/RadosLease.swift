@@ -157,6 +157,9 @@ public final class RadosLease: @unchecked Sendable {
         released = true
         mutex.unlock()
         io.cluster.keeper.remove(self)
+        // After a timeout the cluster is not answering: the lock lapses
+        // after its duration instead of this call waiting out another.
+        if RadosStall.recent(within: duration) { return }
         _ = try? io.unlock(oid, name: name, cookie: cookie)
     }
 

@@ -64,9 +64,7 @@ public enum StatusReport {
     }
 
     /// "1 revision", "3 revisions".
-    public static func count(_ n: Int, _ noun: String) -> String {
-        "\(n) \(noun)\(n == 1 ? "" : "s")"
-    }
+    public static func count(_ n: Int, _ noun: String) -> String { Counted.text(n, noun) }
 
     /// The verification coverage line under the status table.
     public static func coverageLine(chunks: Int, neverVerified: Int, oldest: Date?, quarantined: Int, legacyRevisions: Int = 0,

@@ -9,10 +9,10 @@ struct Backy: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backy",
         abstract: "Backup and restore for block devices.",
-        usage: "backy [-h] [-v] [-l LOGFILE] [-b BACKUPDIR] {init,backup,restore,purge,find,status,nbd-server,mount,umount,files,get,drill,upgrade,scheduler,check,check-config,expire,metrics,distrust,verify,forget} ...",
+        usage: "backy [-h] [-v] [-l LOGFILE] [-b BACKUPDIR] {init,backup,restore,purge,copy,set-store,find,status,nbd-server,mount,umount,files,get,drill,upgrade,scheduler,check,check-config,expire,metrics,distrust,verify,forget} ...",
         discussion: "Global options (-v, -q, --progress/--no-progress, -l FILE, -b DIR) go before the subcommand, as in backy 2.4, or after it.",
         version: BackyVersion.description,
-        subcommands: [InitCommand.self, BackupCommand.self, RestoreCommand.self, FindCommand.self, StatusCommand.self, PurgeCommand.self, VerifyCommand.self, DistrustCommand.self, ForgetCommand.self, UpgradeCommand.self, SchedulerCommand.self, CheckCommand.self, CheckConfigCommand.self, ExpireCommand.self, MetricsCommand.self, NBDServerCommand.self, MountCommand.self, UmountCommand.self, FilesCommand.self, GetCommand.self, DrillCommand.self])
+        subcommands: [InitCommand.self, BackupCommand.self, RestoreCommand.self, FindCommand.self, StatusCommand.self, PurgeCommand.self, VerifyCommand.self, DistrustCommand.self, ForgetCommand.self, UpgradeCommand.self, CopyCommand.self, SetStoreCommand.self, SchedulerCommand.self, CheckCommand.self, CheckConfigCommand.self, ExpireCommand.self, MetricsCommand.self, NBDServerCommand.self, MountCommand.self, UmountCommand.self, FilesCommand.self, GetCommand.self, DrillCommand.self])
     @OptionGroup var global: GlobalOptions
 
     func run() throws {

@@ -47,7 +47,7 @@ public final class Job: @unchecked Sendable {
     /// `config` object of a RADOS job), for messages.
     public var sourceConfigLocation: String { backend.location(of: .sourceConfig) }
 
-    static func parseConfig(_ bytes: [UInt8], source: String) throws -> YAMLMap {
+    public static func parseConfig(_ bytes: [UInt8], source: String) throws -> YAMLMap {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw BackyError(.usage, "\(source): not UTF-8 text")
         }

@@ -95,6 +95,10 @@ public protocol ChunkRemover: AnyObject {
     func remove(_ chunks: [StoredChunk]) throws -> [Int64?]
 }
 
+public extension ChunkObjects {
+    func sizes(of chunks: [StoredChunk]) -> [Int64?] { chunks.map { size(of: $0) } }
+}
+
 public extension ChunkRemover {
     func remove(_ chunks: [StoredChunk]) throws -> [Int64?] {
         try chunks.map { try remove($0) }
@@ -113,6 +117,9 @@ public protocol ChunkObjects: AnyObject, Sendable {
     /// The stored size of a chunk (header and payload), nil if it is not
     /// there.
     func size(of chunk: StoredChunk) -> Int64?
+    /// The stored sizes of many chunks, in order (a backend may ask for
+    /// them all at once); nil where one is not there.
+    func sizes(of chunks: [StoredChunk]) -> [Int64?]
     /// Opens a stored chunk. Throws `ChunkReadError` (missing, not a plain
     /// object, cannot be opened).
     func open(_ chunk: StoredChunk) throws -> StoredObject

@@ -17,6 +17,12 @@ public enum StoreFactory {
         public var spec: RadosStoreSpec
         public var access: CephAccess
         public var lockDuration: Double
+
+        public init(spec: RadosStoreSpec, access: CephAccess, lockDuration: Double) {
+            self.spec = spec
+            self.access = access
+            self.lockDuration = lockDuration
+        }
     }
 
     /// The RADOS store a local config names; nil for a directory job.

@@ -37,6 +37,7 @@ public struct StoreUsage: Equatable, Sendable {
         var u = StoreUsage()
         var ids: [ChunkID] = []
         let chunks = job.store.chunks
+        var all: [StoredChunk] = []
         try chunks.list(strict: false) { chunk in
             switch chunk {
             case .native(let id):
@@ -45,8 +46,9 @@ public struct StoreUsage: Equatable, Sendable {
             case .legacy:
                 u.legacyChunks += 1
             }
-            u.storedBytes += chunks.size(of: chunk) ?? 0
+            all.append(chunk)
         }
+        u.storedBytes = chunks.sizes(of: all).reduce(Int64(0)) { $0 + ($1 ?? 0) }
         u.diskBytes = job.backend.spaceUsed()
         let index = try VerifiedIndex.load(job)
         var oldest: UInt32 = .max, newest: UInt32 = 0

@@ -132,7 +132,9 @@ public enum BackupRun {
         } catch {
             source.finish(ctx, succeeded: false, keep: parent)
             do {
-                try job.removeRevision(rev.id)
+                // A cluster that stopped answering: removing it would wait
+                // out another timeout; the next backup removes it.
+                if (job.backend as? RadosBackend)?.stalled != true { try job.removeRevision(rev.id) }
             } catch {
                 log.error("Could not remove incomplete revision \(rev.id): \(error); the next backup removes it")
             }

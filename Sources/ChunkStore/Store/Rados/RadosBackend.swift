@@ -59,6 +59,10 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
     }
 
     public var location: String { spec.description }
+
+    /// An operation of this process timed out within the last lock
+    /// duration (RadosStall): best-effort clean-up is skipped.
+    public var stalled: Bool { RadosStall.recent(within: lockDuration) }
     public var isWritable: Bool { true }
 
     /// Writes the marker object if it is missing.
@@ -131,14 +135,12 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
     }
 
     /// The bytes of every object of the job's namespace (librados tells no
-    /// allocation per namespace: one stat per object, so this costs a
-    /// listing and a round trip per object; replication not counted).
+    /// allocation per namespace, and a pool's statistics cover every
+    /// namespace: a listing, then the objects' stats pipelined, 64 in
+    /// flight; replication not counted).
     public func spaceUsed() -> Int64 {
-        var total: Int64 = 0
-        var names: [String] = []
-        _ = try? io.forEachObject { name in names.append(name); return true }
-        for n in names { if let st = (try? io.stat(n)) ?? nil { total += Int64(st.size) } }
-        return total
+        guard let names = try? io.objects(), let stats = try? io.stats(names) else { return 0 }
+        return stats.reduce(Int64(0)) { $0 + Int64($1?.size ?? 0) }
     }
 
     // MARK: listings

@@ -46,11 +46,32 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
         return ((try? io.stat(RadosNames.chunk(id))) ?? nil) != nil
     }
 
+    /// Whether chunk `id` is stored; a failure to tell (a timeout, a
+    /// cluster that does not answer) is an error, not "absent" (a writer
+    /// pinning and testing must fail, not go on writing).
+    func existsOrThrow(_ id: ChunkID) throws -> Bool {
+        if id.isZero { return true }
+        return try RadosBackend.wrap { try io.stat(RadosNames.chunk(id)) } != nil
+    }
+
     public func size(of chunk: StoredChunk) -> Int64? {
         // Only native chunks live in RADOS (backy 2.4's never get there).
         guard case .native(let id) = chunk, !id.isZero else { return nil }
         guard let st = (try? io.stat(RadosNames.chunk(id))) ?? nil else { return nil }
         return Int64(st.size)
+    }
+
+    /// Pipelined stats (status and the metrics measure every chunk).
+    public func sizes(of chunks: [StoredChunk]) -> [Int64?] {
+        let names = chunks.map { c -> String in
+            if case .native(let id) = c, !id.isZero { return RadosNames.chunk(id) }
+            return ""
+        }
+        let wanted = names.indices.filter { !names[$0].isEmpty }
+        guard let stats = try? io.stats(wanted.map { names[$0] }) else { return chunks.map { size(of: $0) } }
+        var out = [Int64?](repeating: nil, count: chunks.count)
+        for (k, i) in wanted.enumerated() { out[i] = stats[k].map { Int64($0.size) } }
+        return out
     }
 
     public func open(_ chunk: StoredChunk) throws -> StoredObject {

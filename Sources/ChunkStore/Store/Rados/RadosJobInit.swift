@@ -23,10 +23,21 @@ extension Job {
         try refuseExistingConfig(path: path)
         let local = StoreFactory.LocalStore(spec: spec, access: CephAccess(), lockDuration: RadosBackend.defaultLockDuration)
         let backend = try StoreFactory.open(local)
+        let outcome = try claim(backend, source: source, force: force)
+        try createDirectory(path, groupAccess: groupAccess)
+        try Posix.writeFileAtomically(path + "/config", Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8), mode: 0o640)
+        return (try Job(path: path, logger: logger), outcome)
+    }
+
+    /// Makes `backend` a job with source `source`: creates its `config`
+    /// object exclusively (of two claims at once one creates, the other
+    /// attaches), or attaches to the job it holds — refusing another source
+    /// unless `force` (which makes `source` the job's) — then writes the
+    /// marker. Used by `init --store` and `copy --to rados:…`.
+    public static func claim(_ backend: RadosBackend, source: YAMLMap, force: Bool) throws -> StoreInit {
+        let spec = backend.spec
         let sourceBytes = Array((YAML.flow(.map(source)) + "\n").utf8)
         var outcome = StoreInit.created
-        // The config goes first, exclusively: of two inits at once one
-        // creates the job, the other attaches to it.
         let created = try RadosBackend.wrap { try backend.io.createExclusive(RadosNames.config, sourceBytes) }
         if !created {
             let loc = backend.location(of: .sourceConfig)
@@ -45,9 +56,7 @@ extension Job {
             }
         }
         try backend.prepare()
-        try createDirectory(path, groupAccess: groupAccess)
-        try Posix.writeFileAtomically(path + "/config", Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8), mode: 0o640)
-        return (try Job(path: path, logger: logger), outcome)
+        return outcome
     }
 
     /// The scheduler's form of init for a job with `store:` in backy.conf
@@ -56,7 +65,12 @@ extension Job {
     /// and writes the local `config` naming the store. Refuses a directory
     /// that holds a directory job's history (it would be hidden).
     public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec) throws {
-        if Posix.isDirectory(path + "/chunks") {
+        let local = Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8)
+        let cfg = path + "/config"
+        let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata)
+        // A directory switched to this store by `backy set-store` may still
+        // hold its old history (the operator removes it); it stays hidden.
+        if Posix.isDirectory(path + "/chunks"), old != local {
             throw BackyError(.usage, "\(path) holds the history of a directory job; it cannot become a job in \(spec) (remove `store` for this job)")
         }
         let backend = try StoreFactory.open(StoreFactory.LocalStore(spec: spec, access: CephAccess(), lockDuration: RadosBackend.defaultLockDuration))
@@ -66,9 +80,7 @@ extension Job {
             try backend.write(.sourceConfig, sourceBytes, durable: true)
         }
         try backend.prepare()
-        let cfg = path + "/config"
-        let local = Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8)
-        if let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata), old == local { return }
+        if old == local { return }
         try Posix.writeFileAtomically(cfg, local, mode: 0o640, durable: false)
     }
 }

@@ -69,6 +69,7 @@ final class RadosSession: StoreSession, @unchecked Sendable {
                 bytes.withUnsafeMutableBytes { chunkID.store(to: $0.baseAddress!) }
                 try pin(bytes)
             }
+            if let rados = chunks as? RadosChunks { return try rados.existsOrThrow(chunkID) }
             return chunks.exists(chunkID)
         }
     }
@@ -104,7 +105,9 @@ final class RadosSession: StoreSession, @unchecked Sendable {
             for m in self.pinnedMaps { _ = try? io.remove(RadosNames.pinnedMap(m)) }
             _ = try? io.remove(self.oid)
         }
-        if (try? RadosGate(backend: backend).shared(release)) == nil { release() }
+        // After a timeout (RadosStall) the session is left to lapse: purge
+        // calls it dead and removes its pins once its lock has lapsed.
+        if !backend.stalled, (try? RadosGate(backend: backend).shared(release)) == nil { release() }
         lease.release()
         backend.unregister(self)
     }
