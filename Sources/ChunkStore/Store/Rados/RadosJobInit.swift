@@ -55,7 +55,8 @@ extension Job {
     /// the job in the store if needed, makes the store's source `source`,
     /// and writes the local `config` naming the store. Refuses a directory
     /// that holds a directory job's history (it would be hidden).
-    public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec) throws {
+    /// `lockDuration`: written to the local config as `lock-duration`.
+    public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec, lockDuration: Double? = nil) throws {
         if Posix.isDirectory(path + "/chunks") {
             throw BackyError(.usage, "\(path) holds the history of a directory job; it cannot become a job in \(spec) (remove `store` for this job)")
         }
@@ -67,7 +68,9 @@ extension Job {
         }
         try backend.prepare()
         let cfg = path + "/config"
-        let local = Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8)
+        var m = YAMLMap([("store", .string(spec.description))])
+        if let d = lockDuration { m["lock-duration"] = .int(Int64(d.rounded(.up))) }
+        let local = Array((YAML.flow(.map(m)) + "\n").utf8)
         if let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata), old == local { return }
         try Posix.writeFileAtomically(cfg, local, mode: 0o640, durable: false)
     }
