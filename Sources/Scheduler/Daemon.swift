@@ -28,6 +28,7 @@
 // state is guarded by `cond`.
 
 import ChunkStore
+import Rados
 import Foundation
 import Logging
 #if canImport(Glibc)

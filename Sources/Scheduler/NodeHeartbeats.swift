@@ -1,6 +1,6 @@
 // NodeHeartbeats.swift — each scheduler with RADOS jobs writes a heartbeat
 // object `node/<NAME>` (JSON: node, time, lease, running and queued runs,
-// worker limit, whether it stopped on purpose) into the namespace
+// worker limit, whether it stopped on purpose, lease operations so far) into the namespace
 // `.backy-nodes` of the cluster pool (the global `store:` pool, else the pool
 // of the first RADOS job by name: the same on every node with the same
 // configuration) every third of the lease. `backy check` reads them all,
@@ -23,6 +23,9 @@ public struct NodeHeartbeat: Codable, Equatable, Sendable {
     public var workerLimit: Int
     /// The scheduler stopped on purpose (SIGTERM); not a dead node.
     public var stopped: Bool
+    /// RADOS operations on leases, run records and heartbeats since the
+    /// scheduler started (bench/scheduler-cluster).
+    public var operations: Int?
 }
 
 public enum NodeHeartbeats {
@@ -93,7 +96,8 @@ extension SchedulerDaemon {
                 heartbeatCond.unlock()
                 cond.lock()
                 let hb = NodeHeartbeat(node: node, time: Date().timeIntervalSince1970, lease: leases.duration,
-                                       running: running, queued: queueCount, workerLimit: config.workerLimit, stopped: stop)
+                                       running: running, queued: queueCount, workerLimit: config.workerLimit, stopped: stop,
+                                       operations: leases.operations.get)
                 cond.unlock()
                 do {
                     if io == nil { io = try leases.io(RadosStoreSpec(pool: pool, namespace: NodeHeartbeats.namespace)) }
