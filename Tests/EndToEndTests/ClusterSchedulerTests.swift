@@ -383,18 +383,27 @@ final class ClusterSchedulerTests: XCTestCase {
         // Slow the child down (stopped 1.5 s of every 1.7 s: its own job
         // locks, 6 s, stay renewed) until it has given up or finished.
         let stalled = Date()
-        while kill(child, 0) == 0 && Date().timeIntervalSince(stalled) < 90 {
+        // (A child that exited stays a zombie: its parent is stopped.)
+        func alive() -> Bool {
+            guard let st = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                  let close = st.lastIndex(of: ")") else { return false }
+            return !st[st.index(after: close)...].hasPrefix(" Z")
+        }
+        while alive() && Date().timeIntervalSince(stalled) < 90 {
             kill(child, SIGSTOP)
             usleep(1_500_000)
             kill(child, SIGCONT)
             usleep(200_000)
         }
         kill(child, SIGCONT)
+        print("the stalled node's backup ended \(String(format: "%.1f", Date().timeIntervalSince(stalled))) s after the stall")
         let log = (try? String(contentsOfFile: a.base + "/\(job)/backy.log", encoding: .utf8)) ?? ""
         XCTAssertTrue(log.contains("the scheduler's lease on this job may lapse"),
                       "the backup refused to commit (if it finished within the lease, make it slower):\n\(log.suffix(2000))")
         XCTAssertEqual(completeRevisions(a.base + "/" + job).count, 0, "nothing committed")
         XCTAssertEqual(objects(job).filter { $0.hasPrefix("map/") }, [], "no map written")
+        // Resumed after its lease (12 s) lapsed, the scheduler finds it lost.
+        Thread.sleep(forTimeInterval: max(0, 13 - Date().timeIntervalSince(stalled)))
         kill(a.pid, SIGCONT)
         XCTAssertTrue(E2E.wait(timeout: 20) { a.logText.contains("\(job): lost the job's lease") }, "a finds its lease lost:\n\(a.logText.suffix(2000))")
         XCTAssertEqual(a.stop(), 0)
