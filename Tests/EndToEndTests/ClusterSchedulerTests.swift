@@ -420,4 +420,93 @@ final class ClusterSchedulerTests: XCTestCase {
         }
         return 0
     }
+
+    /// A mixed configuration on three nodes: a RADOS job any node runs, one
+    /// limited to node a (`nodes:`), a directory job limited to node b and
+    /// one every node runs in its own directory. Every node shows both RADOS
+    /// jobs with the same last backup, failures and node; only b has (and
+    /// shows) its directory job. `check` gives the same answer on every
+    /// node; once c is killed, both others report it (WARNING) after 3
+    /// leases; a node stopped with SIGTERM is not reported.
+    func testOneViewOfMixedJobsAndSilentNode() throws {
+        let s = seed()
+        let tag = String(UUID().uuidString.prefix(4).lowercased())
+        let (r1, r2, d1, d2) = ("v\(tag)-r1", "v\(tag)-r2", "v\(tag)-d1", "v\(tag)-d2")
+        let images = E2E.tempDir(self, "images")
+        _ = makeImages(images, jobs: [r1, r2, d1, d2], size: 1 << 20, seed: s)
+        let nodes = ["a", "b", "c"].map { Node(self, name: "\(tag)\($0)", env: cluster.env) }
+        let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+        let pool = ClusterSchedulerTests.pool
+        func job(_ name: String, _ extra: String) -> String {
+            "  \(name):\n    schedule: fast\n\(extra)    source: {type: file, filename: \(images)/\(name).img}\n"
+        }
+        let text = """
+            global:
+              base-dir: base
+              worker-limit: 2
+              status-interval: 1
+              telnet-addrs: 127.0.0.1
+              telnet-port: @PORT@
+              lease: 3s
+            schedules:
+              fast:
+                slot: {interval: 8s, keep: 100}
+            jobs:
+
+            """ + job(r1, "    store: rados:\(pool)\n") + job(r2, "    store: rados:\(pool)\n    nodes: [\(a.name)]\n")
+            + job(d1, "    nodes: [\(b.name)]\n") + job(d2, "")
+        for n in nodes { n.start(text) }
+        Thread.sleep(forTimeInterval: 26)
+        // Who ran what.
+        XCTAssertEqual(b.events("took the job's lease").filter { $0.job == r2 }.count + c.events("took the job's lease").filter { $0.job == r2 }.count, 0,
+                       "only \(a.name) runs \(r2)")
+        XCTAssertGreaterThanOrEqual(a.events("took the job's lease").filter { $0.job == r2 }.count, 2)
+        XCTAssertEqual(runRecord(r2)?["node"] as? String, a.name)
+        XCTAssertGreaterThanOrEqual(completeRevisions(b.base + "/" + d1).count, 2, "b backs up its directory job")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a.base + "/" + d1), "a has no directory for b's job")
+        for n in nodes { XCTAssertGreaterThanOrEqual(completeRevisions(n.base + "/" + d2).count, 2, "\(n.name) backs up \(d2) in its own directory") }
+        // The status files: b's own directory job only on b; the RADOS jobs alike everywhere.
+        func entries(_ n: Node) -> [String: [String]] {
+            let text = (try? String(contentsOfFile: n.status, encoding: .utf8)) ?? ""
+            var out: [String: [String]] = [:]
+            for line in text.components(separatedBy: "\n") {
+                guard let j = value(line, "job") else { continue }
+                out[j] = ["last_time", "failures", "revisions", "sla", "node"].map { value(line, $0) ?? "-" }
+            }
+            return out
+        }
+        XCTAssertNil(entries(a)[d1])
+        XCTAssertNotNil(entries(b)[d1])
+        var views: [[String: [String]]] = []
+        XCTAssertTrue(E2E.wait(timeout: 15) {
+            views = nodes.map { e in entries(e).filter { $0.key == r1 || $0.key == r2 } }
+            return views[0].count == 2 && views.allSatisfy { $0 == views[0] }
+        }, "the RADOS jobs look the same in every status file: \(views)")
+        XCTAssertEqual(views.first?[r2]?.last, a.name, "status names the node of \(r2)")
+        XCTAssertTrue(c.console("jobs ^\(r2)$").contains(a.name), "the console's jobs shows the node:\n\(c.console("jobs"))")
+        // check: the same on every node.
+        func check(_ n: Node) -> (Int32, String) {
+            let r = E2E.backy(["check", "-c", n.config, "--node", n.name], env: cluster.env)
+            // Ages in seconds differ by the moment of asking.
+            return (r.code, r.out.replacingOccurrences(of: #"[0-9]+"#, with: "N", options: .regularExpression))
+        }
+        let before = nodes.map(check)
+        XCTAssertTrue(before.allSatisfy { $0.0 == 0 }, "check is OK: \(before)")
+        // c dies; after 3 leases both others warn about it, alike.
+        c.kill9()
+        Thread.sleep(forTimeInterval: 11)
+        let after = [a, b].map(check)
+        for (code, out) in after {
+            XCTAssertEqual(code, 1, out)
+            XCTAssertTrue(out.contains("node \(c.name.replacingOccurrences(of: #"[0-9]+"#, with: "N", options: .regularExpression)) has not renewed anything"), out)
+        }
+        XCTAssertEqual(after[0].1.components(separatedBy: "\n").dropFirst(), after[1].1.components(separatedBy: "\n").dropFirst(), "the same lines on a and b")
+        // A node stopped on purpose is not reported.
+        c.start(text)
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertEqual(c.stop(), 0)
+        Thread.sleep(forTimeInterval: 10)
+        XCTAssertEqual(check(a).0, 0, "a stopped node is no warning: \(check(a).1)")
+        for n in [a, b] { XCTAssertEqual(n.stop(), 0) }
+    }
 }
