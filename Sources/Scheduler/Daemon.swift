@@ -122,8 +122,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
     var heartbeatStopped = false
     var heartbeatDone = false
     var heartbeatRunning = false
-    /// Status cycles since the last full re-read of the RADOS histories.
+    /// Status cycles since the last full re-read of the RADOS histories, and
+    /// when the cluster view was last read (status thread only).
     var viewCycles = 0
+    var lastViewRefresh = Date.distantPast
     /// Queued runs (under `cond`).
     var queueCount: Int { queue.count }
     private let reloadMutex = NSLock()
@@ -636,10 +638,17 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     private func statusLoop() {
         while true {
-            // RADOS jobs: who runs them, their records; every 10th cycle
-            // their histories are read again whatever changed.
-            viewCycles = (viewCycles + 1) % 10
-            refreshClusterView(full: viewCycles == 0)
+            // RADOS jobs: who runs them, their records (once per
+            // status-interval, not at every early write after a run); every
+            // 10th time their histories are read again whatever changed.
+            cond.lock()
+            let interval = TimeInterval(config.statusInterval)
+            cond.unlock()
+            if Date().timeIntervalSince(lastViewRefresh) >= interval * 0.9 {
+                lastViewRefresh = Date()
+                viewCycles = (viewCycles + 1) % 10
+                refreshClusterView(full: viewCycles == 0)
+            }
             writeStatus()
             statusCond.lock()
             if !statusStopped && !statusWakeup {
