@@ -39,6 +39,7 @@ test-quick: deps
 torture: build
 	bench/torture
 	bench/nbd-fuzz
+	bench/scheduler-chaos
 
 # The mutation check (mutations/README.md): each deliberate break in
 # mutations/ applied to a scratch copy (.build-mutate/), the tests that must

@@ -74,7 +74,7 @@ let package = Package(
         // Schedule math, daemon, console, status file, check. Runs backups
         // as child processes: it needs no source.
         .target(name: "Scheduler", dependencies: [
-            "ChunkStore", "ServerSupport", "Mount", "Presentation",
+            "ChunkStore", "Rados", "ServerSupport", "Mount", "Presentation",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),

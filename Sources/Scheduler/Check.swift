@@ -9,7 +9,9 @@
 // whose last restore drill failed; a job that failed `failures-critical` runs
 // in a row; a configured job missing from the status file.
 // WARNING: a job that failed `failures-warning` runs in a row; a late or
-// unrunnable restore drill; a configuration the scheduler would refuse.
+// unrunnable restore drill; a configuration the scheduler would refuse; a
+// node sharing RADOS jobs silent for 3 leases, or heartbeats that cannot be
+// read (NodeHeartbeats.swift).
 // UNKNOWN: no or an unreadable configuration or status file, or an empty one
 // while jobs are configured.
 
@@ -40,6 +42,10 @@ public enum Check {
         public var failuresCritical = 6
         /// The configuration's first error, if the scheduler would refuse it.
         public var configError: String?
+        /// Nodes sharing RADOS jobs that have gone silent, and why the
+        /// heartbeats could not be read (NodeHeartbeats.swift).
+        public var silentNodes: [String] = []
+        public var heartbeatError: String?
 
         public init(jobs: [String]? = nil, monitoring: MonitoringSettings = MonitoringSettings(), configError: String? = nil) {
             self.jobs = jobs
@@ -53,7 +59,9 @@ public enum Check {
     /// the jobs. A missing or unreadable configuration is UNKNOWN; one with
     /// errors the scheduler would refuse is checked with what can be read
     /// of it (its global section and job names) and adds a WARNING.
-    public static func run(config path: String, now: Date = Date()) -> Result {
+    /// `node`: this node's name (nil: the configuration's `node-name`);
+    /// directory jobs limited to other nodes are not expected here.
+    public static func run(config path: String, node: String? = nil, now: Date = Date()) -> Result {
         let report: SchedulerConfig.Report
         do {
             let (abs, text) = try SchedulerConfig.readFile(path)
@@ -64,8 +72,15 @@ public enum Check {
         guard let partial = report.partial else {
             return Result(code: 3, output: "UNKNOWN: \(report.errors.first.map { "\($0)" } ?? "cannot read the configuration")\n")
         }
-        var expect = Expectations(jobs: report.jobNames, monitoring: partial.monitoring)
+        let me = node ?? partial.cluster.nodeName
+        let elsewhere = Set(partial.jobs.filter { $0.store == nil && !$0.runs(on: me) }.map(\.name))
+        var expect = Expectations(jobs: report.jobNames.filter { !elsewhere.contains($0) }, monitoring: partial.monitoring)
         expect.configError = report.errors.first?.message
+        switch NodeHeartbeats.silentNodes(partial, now: now) {
+        case .success(let lines): expect.silentNodes = lines
+        case .failure(let e): expect.heartbeatError = e.message
+        case nil: break
+        }
         return run(statusFile: partial.statusFile, expect: expect, now: now)
     }
 
@@ -140,6 +155,14 @@ public enum Check {
         if !drills.warning.isEmpty { warning.append("\(drills.warning.count) jobs without a recent clean restore drill") }
         if let e = expect.configError {
             warning.append("the configuration has errors (the scheduler refuses it)")
+            warningLines.append(e)
+        }
+        if !expect.silentNodes.isEmpty {
+            warning.append("\(expect.silentNodes.count) nodes silent for 3 leases")
+            warningLines += expect.silentNodes
+        }
+        if let e = expect.heartbeatError {
+            warning.append("the nodes' heartbeats cannot be read")
             warningLines.append(e)
         }
         if !critical.isEmpty {

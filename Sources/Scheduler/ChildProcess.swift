@@ -16,7 +16,8 @@ enum ChildProcess {
     private static let setSID: Int32 = 0x80
 
     /// Starts `executable` with `arguments` (argv[0] excluded). Returns the pid.
-    static func spawn(_ executable: String, _ arguments: [String], outputFile: String) throws -> pid_t {
+    /// `passFD`: a descriptor the child gets as fd 3 (the lease feed).
+    static func spawn(_ executable: String, _ arguments: [String], outputFile: String, passFD: Int32? = nil) throws -> pid_t {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -27,10 +28,12 @@ enum ChildProcess {
         posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
         // Nothing else is inherited: not the console's sockets, not the daemon's
         // log or lock (most are close-on-exec, but not every library's are).
+        let firstClosed: Int32 = passFD == nil ? 3 : 4
+        if let fd = passFD { posix_spawn_file_actions_adddup2(&fileActions, fd, 3) }
         if let closeFrom = closeFrom {
-            _ = closeFrom(&fileActions, 3)
+            _ = closeFrom(&fileActions, firstClosed)
         } else {
-            for fd in openDescriptors() where fd > 2 { posix_spawn_file_actions_addclose(&fileActions, fd) }
+            for fd in openDescriptors() where fd >= firstClosed { posix_spawn_file_actions_addclose(&fileActions, fd) }
         }
 
         var attr = posix_spawnattr_t()

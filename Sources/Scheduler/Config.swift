@@ -39,15 +39,19 @@ public struct JobDefinition: Equatable, Sendable {
     /// Where the job's history lives (`store: rados:POOL[/NAMESPACE]`,
     /// global or per job; namespace = the job's name), nil for its directory.
     public var store: RadosStoreSpec?
+    /// The nodes that may run the job (`nodes: [a, b]`), nil for every node
+    /// (ConfigCluster.swift).
+    public var nodes: [String]?
 
     public init(name: String, scheduleName: String, schedule: Schedule, source: YAMLMap, drillInterval: Int? = nil,
-                store: RadosStoreSpec? = nil) {
+                store: RadosStoreSpec? = nil, nodes: [String]? = nil) {
         self.name = name
         self.scheduleName = scheduleName
         self.schedule = schedule
         self.source = source
         self.drillInterval = drillInterval
         self.store = store
+        self.nodes = nodes
     }
 
     /// The job's spread (Spread).
@@ -79,6 +83,10 @@ public struct SchedulerConfig: Sendable {
     /// `global.failures-warning`, `failures-critical`, `metrics-addrs`,
     /// `metrics-port` (ConfigMonitoring.swift).
     public var monitoring = MonitoringSettings()
+    /// The pool of `global.store` (every job's default store), if set.
+    public var globalStorePool: String?
+    /// `global.lease` and `node-name` (ConfigCluster.swift).
+    public var cluster = ClusterSettings()
 
     public static let defaultPath = "/etc/backy.conf"
     public static let defaultBaseDir = "/srv/backy"
@@ -166,8 +174,8 @@ public struct SchedulerConfig: Sendable {
     static let knownGlobal: Set<String> = Set([
         "base-dir", "worker-limit", "status-file", "status-interval", "telnet-addrs", "telnet-port", "group-access", "drill", "store",
         "console-socket", "console-socket-group", "console-max-connections",
-    ]).union(MonitoringSettings.keys)
-    static let knownJob: Set<String> = ["schedule", "source", "drill", "store"]
+    ]).union(MonitoringSettings.keys).union(ClusterSettings.keys)
+    static let knownJob: Set<String> = ["schedule", "source", "drill", "store", "nodes"]
     static let knownScheduleEntry: Set<String> = ["interval", "keep"]
 
     private static func analyze(_ text: String, path: String, globalOnly: Bool, problems p: Problems) -> SchedulerConfig? {
@@ -287,6 +295,8 @@ public struct SchedulerConfig: Sendable {
         if let gm = globalMap {
             p.attempt { try parseConsoleKeys(gm, into: &config, problems: p, configDir: configDir) }
             config.monitoring = parseMonitoring(gm, problems: p)
+            config.cluster = parseCluster(gm, problems: p)
+            config.globalStorePool = storeDefault.flatMap { try? RadosStoreSpec.parse($0, defaultNamespace: "x").pool }
         }
         if globalOnly { return config }
         p.attempt { config.nbd = try parseNBD(top, problems: p, configDir: configDir) }
@@ -421,9 +431,11 @@ public struct SchedulerConfig: Sendable {
                         store = try? RadosStoreSpec.parse(s, defaultNamespace: name)
                     }
                 }
-                guard schedOK && sourceOK && drillOK && storeOK, let schedule, let source else { return }
+                var nodes: [String]?
+                let nodesOK = p.attempt { nodes = try parseNodes(job, key: key, problems: p) }
+                guard schedOK && sourceOK && drillOK && storeOK && nodesOK, let schedule, let source else { return }
                 config.jobs.append(JobDefinition(name: name, scheduleName: schedName, schedule: schedule, source: source,
-                                                 drillInterval: drill, store: store))
+                                                 drillInterval: drill, store: store, nodes: nodes))
             }
         }
         config.jobs.sort { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }

@@ -141,6 +141,9 @@ public enum ConsoleCommands {
         // With restore drills configured, a column for the last one.
         let drills = selected.contains { $0.drill != "-" }
         if drills { t = TextTable(t.headers + ["Last Drill (UTC)"], align: t.align + [.left]) }
+        // With RADOS jobs, the node that runs or last ran each.
+        let nodes = selected.contains { $0.node != "-" }
+        if nodes { t = TextTable(t.headers + ["Node"], align: t.align + [.left]) }
         for e in selected {
             var status = e.status.isEmpty ? "-" : e.status
             if e.failures > 0 { status += " (\(e.failures) failed)" }
@@ -151,6 +154,7 @@ public enum ConsoleCommands {
                 row.append(e.drill == "-" ? "-" : e.lastDrill == "-" ? "none yet"
                            : "\(time(e.lastDrill)) \(e.lastDrillResult)\(e.drill == "TOO OLD" ? " (too old)" : "")")
             }
+            if nodes { row.append(e.node) }
             t.add(row)
         }
         return t.render().components(separatedBy: "\n") + ["\(selected.count) jobs shown"]
@@ -196,7 +200,12 @@ public enum ConsoleCommands {
     /// The `status` table: jobs per status, sorted by status.
     public static func statusTable(_ entries: [JobStatusEntry]) -> [String] {
         var counts: [String: Int] = [:]
-        for e in entries { counts[e.status.isEmpty ? "-" : e.status, default: 0] += 1 }
+        for e in entries {
+            var s = e.status.isEmpty ? "-" : e.status
+            // A RADOS job that runs: on which node.
+            if s == JobStatusText.running, e.node != "-" { s += " on " + e.node }
+            counts[s, default: 0] += 1
+        }
         var t = TextTable(["Status", "#"], align: [.left, .right])
         for s in counts.keys.sorted() { t.add([s, String(counts[s]!)]) }
         return t.render().components(separatedBy: "\n")

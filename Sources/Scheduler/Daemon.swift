@@ -28,6 +28,7 @@
 // state is guarded by `cond`.
 
 import ChunkStore
+import Rados
 import Foundation
 import Logging
 #if canImport(Glibc)
@@ -59,6 +60,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
         var nextTags: Set<String> = []
         var failures = 0
         var triggered = false
+        /// The queued or running run was asked for (`run`), not scheduled.
+        var manualRun = false
         var pid: pid_t = 0
         var removed = false
         var pending: JobDefinition?
@@ -79,6 +82,12 @@ public final class SchedulerDaemon: @unchecked Sendable {
         /// Whether the current run of this job failed already (a failed
         /// backup's error is kept over its purge's).
         var runFailed = false
+        /// When `nextTime` was planned (JobLeases: the slot a lease run checks).
+        var plannedAt: Date?
+        /// RADOS jobs: the node holding the job's lease, and the job's run
+        /// record, as last read (ClusterView.swift).
+        var holder: String?
+        var record: RunRecord?
 
         init(def: JobDefinition, baseDir: String) {
             self.def = def
@@ -97,14 +106,28 @@ public final class SchedulerDaemon: @unchecked Sendable {
     /// Services run beside the jobs (see DaemonService).
     public var services: [DaemonService] = []
 
-    private var config: SchedulerConfig
-    private let cond = NSCondition()
-    private var jobs: [String: JobState] = [:]
+    var config: SchedulerConfig
+    let cond = NSCondition()
+    var jobs: [String: JobState] = [:]
     private var queue: [JobState] = []
-    private var running = 0
-    private var stopping = false
+    var running = 0
+    var stopping = false
     private var killedChildren = false
-    private let cache: HistoryCache
+    let cache: HistoryCache
+    /// This scheduler's name among several sharing RADOS jobs (`node-name`,
+    /// `--node`), and their leases (JobLeases.swift).
+    public let node: String
+    let leases: JobLeases
+    let heartbeatCond = NSCondition()
+    var heartbeatStopped = false
+    var heartbeatDone = false
+    var heartbeatRunning = false
+    /// Status cycles since the last full re-read of the RADOS histories, and
+    /// when the cluster view was last read (status thread only).
+    var viewCycles = 0
+    var lastViewRefresh = Date.distantPast
+    /// Queued runs (under `cond`).
+    var queueCount: Int { queue.count }
     private let reloadMutex = NSLock()
     private let statusCond = NSCondition()
     private var statusStopped = false
@@ -115,11 +138,20 @@ public final class SchedulerDaemon: @unchecked Sendable {
     private var daemonLock: FileLock?
 
     /// `command`: the backy binary to run (`resolveCommand`).
-    public init(config: SchedulerConfig, command: String, log: Logger = Logger(label: "backy")) {
+    /// `node`: the node name (nil: the configuration's `node-name`).
+    public init(config: SchedulerConfig, command: String, log: Logger = Logger(label: "backy"), node: String? = nil) {
         self.config = config
         self.log = log
         self.command = command
         cache = HistoryCache(log: log)
+        self.node = node ?? config.cluster.nodeName
+        leases = JobLeases(node: self.node, duration: Double(config.cluster.lease))
+    }
+
+    /// The jobs this scheduler shows: every RADOS job (any node may run
+    /// it, and all show it) and the directory jobs this node may run.
+    func visible(_ jobs: [JobDefinition]) -> [JobDefinition] {
+        jobs.filter { $0.store != nil || $0.runs(on: node) }
     }
 
     /// The `backy` executable to run: `given` ($BACKY_CMD), else this
@@ -164,18 +196,22 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         daemonLock = lock
         SignalPipe.install()
-        log.info("Starting scheduler: \(cfg.jobs.count) jobs from \(cfg.path), base-dir \(cfg.baseDir), worker-limit \(cfg.workerLimit), running \(command)")
+        // Histories of many RADOS jobs are read through one connection.
+        RadosBackend.sharedConnections.with { if $0 == nil { $0 = [:] } }
+        let shown = visible(cfg.jobs)
+        let radosJobs = shown.filter { $0.store != nil }.count
+        log.info("Starting scheduler: \(shown.count) jobs from \(cfg.path), base-dir \(cfg.baseDir), worker-limit \(cfg.workerLimit), running \(command)\(radosJobs > 0 ? ", node \(node), lease \(cfg.cluster.lease) s" : "")")
 
         // One job's broken directory fails that job (its runs fail and are
         // counted, status and check show why), never the daemon.
         var setup: [String: String] = [:]
-        for def in cfg.jobs { setup[def.name] = prepareOrExplain(def, baseDir: cfg.baseDir) }
+        for def in shown { setup[def.name] = prepareOrExplain(def, baseDir: cfg.baseDir) }
         for s in services { try s.start(cfg) }
         let now = Date()
         var histories: [String: JobHistory] = [:]
-        for def in cfg.jobs { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
+        for def in shown { histories[def.name] = cache.history(jobPath: cfg.baseDir + "/" + def.name) }
         cond.lock()
-        for def in cfg.jobs {
+        for def in shown {
             let j = JobState(def: def, baseDir: cfg.baseDir)
             j.setupProblem = setup[def.name] ?? nil
             jobs[def.name] = j
@@ -196,6 +232,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         let signalThread = Thread { [self] in signalLoop() }
         signalThread.name = "backy-signals"
         signalThread.start()
+        if radosJobs > 0 { startHeartbeat() }
 
         planningLoop()
         shutdown()
@@ -232,7 +269,11 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     func writeJobConfig(_ def: JobDefinition, path: String) throws {
         if let store = def.store {
-            try Job.prepareRadosJob(path: path, source: def.source, store: store)
+            // Job locks last at most half the lease: a dead node's job
+            // locks have lapsed by the time its leases have.
+            let half = max(1, (leases.duration / 2).rounded(.up))
+            try Job.prepareRadosJob(path: path, source: def.source, store: store,
+                                    lockDuration: half < RadosBackend.defaultLockDuration ? half : nil)
             return
         }
         let text = Array((YAML.flow(.map(def.source)) + "\n").utf8)
@@ -242,18 +283,19 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// Sets a job's next deadline and tags (under `cond`).
-    private func plan(_ j: JobState, history: JobHistory, now: Date) {
+    func plan(_ j: JobState, history: JobHistory, now: Date) {
         var (time, tags) = j.def.schedule.next(now: now, spread: j.spread, history: history.revisions)
         if j.failures > 0 {
             time = now.addingTimeInterval(backoff(failures: j.failures))
         }
         j.nextTime = time
         j.nextTags = tags
+        j.plannedAt = now
         planDrill(j, now: now)
         setStatus(j, j.failures > 0 ? JobStatusText.retry : JobStatusText.waiting)
     }
 
-    private func setStatus(_ j: JobState, _ status: String) {
+    func setStatus(_ j: JobState, _ status: String) {
         j.status = status
         log.info("\(j.def.name): status \(status)")
     }
@@ -266,7 +308,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             let now = Date()
             var wake = now.addingTimeInterval(30)
             var due: [JobState] = []
-            for j in jobs.values where j.isWaiting {
+            for j in jobs.values where j.isWaiting && j.def.runs(on: node) {
                 if j.triggered || j.nextTime! <= now {
                     due.append(j)
                 } else if j.nextTime! < wake {
@@ -275,13 +317,14 @@ public final class SchedulerDaemon: @unchecked Sendable {
             }
             due.sort { ($0.nextTime!, $0.def.name) < ($1.nextTime!, $1.def.name) }
             for j in due {
+                j.manualRun = j.triggered
                 j.triggered = false
                 log.info("\(j.def.name): got deadline trigger")
                 setStatus(j, JobStatusText.queued)
                 queue.append(j)
             }
             // Restore drills of jobs not due for a backup, after the backups.
-            for j in jobs.values where j.isWaiting {
+            for j in jobs.values where j.isWaiting && j.def.runs(on: node) {
                 guard let d = j.drillNext else { continue }
                 if d <= now {
                     log.info("\(j.def.name): restore drill due")
@@ -315,9 +358,27 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// One scheduled run: backup, expiry, purge; then the next plan.
-    private func execute(_ j: JobState, def: JobDefinition, tags: Set<String>, due: Date) {
+    private func execute(_ j: JobState, def: JobDefinition, tags planned: Set<String>, due: Date) {
         let name = def.name
         let path = j.path
+        var tags = planned
+        // A RADOS job runs only under its lease, and only if the slot is
+        // still due once the lease is ours (JobLeases.swift).
+        var lease: RadosLease?
+        var feed: LeaseFeed?
+        if let spec = def.store {
+            cond.lock()
+            let manual = j.manualRun
+            cond.unlock()
+            guard let (l, t) = takeSlot(j, def: def, spec: spec, tags: planned, due: due, manual: manual) else { return }
+            lease = l
+            tags = t
+            do {
+                feed = try LeaseFeed(lease: l)
+            } catch {
+                log.error("\(name): \(error)")
+            }
+        }
         let tagList = def.schedule.sortedTags(tags).joined(separator: ",")
         log.info("\(name): running backup [\(tagList)] due \(Timestamp.format(due).replacingOccurrences(of: " ", with: "T"))")
         let problem = prepareOrExplain(def, baseDir: Posix.parentDirectory(path))
@@ -328,12 +389,16 @@ public final class SchedulerDaemon: @unchecked Sendable {
         cond.lock()
         j.runFailed = false
         cond.unlock()
-        let rc = runChild(j, ["-b", path, "-l", path + "/backy.log", "backup", tagList], what: "backup")
+        let leaseArgs = feed == nil ? [] : ["--lease-fd", "3"]
+        let rc = lease != nil && feed == nil ? -1
+            : runChild(j, ["-b", path, "-l", path + "/backy.log", "backup"] + leaseArgs + [tagList], what: "backup", passFD: feed?.childFD)
+        feed?.stop()
         var ok = rc == 0
         cond.lock()
         let interrupted = stopping
         cond.unlock()
         if interrupted {
+            lease?.release()
             finish(j, ok: false, interrupted: true)
             return
         }
@@ -349,6 +414,14 @@ public final class SchedulerDaemon: @unchecked Sendable {
                 ok = false
             }
         }
+        if let lease, !lease.isHeld {
+            // Not ours any more: another node may run the job now.
+            log.error("\(name): lost the job's lease (\(lease.lost ?? "")); skipping expiry and purge")
+            noteError(j, "lost the job's lease during the run")
+            finish(j, ok: false, interrupted: false, failures: recordRun(j, spec: def.store!, lease: lease, started: started, ok: false))
+            wakeStatusWriter()
+            return
+        }
         log.info("\(name): Expiring old revisions")
         do {
             let out = try Expiry.run(jobPath: path, jobName: name, schedule: def.schedule, now: Date(), log: log)
@@ -363,7 +436,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
             log.info("\(name): Purging unused data")
             _ = runChild(j, ["-b", path, "-l", path + "/backy.log", "purge"], what: "purging")
         }
-        finish(j, ok: ok, interrupted: false)
+        let shared = lease.map { recordRun(j, spec: def.store!, lease: $0, started: started, ok: ok) }
+        finish(j, ok: ok, interrupted: false, failures: shared)
         // `check` and `backy metrics` read the status file: a run's result
         // is in it now, not up to status-interval later.
         wakeStatusWriter()
@@ -371,7 +445,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// Asks the status loop to write the status file now (never called with
     /// `cond` held: the status loop takes `statusCond`, then `cond`).
-    private func wakeStatusWriter() {
+    func wakeStatusWriter() {
         statusCond.lock()
         statusWakeup = true
         statusCond.broadcast()
@@ -423,13 +497,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
     /// Runs one child and waits for it; -1 if it could not be started. A
     /// failed child's last error line is logged with its return code and
     /// kept for the status file and the console.
-    private func runChild(_ j: JobState, _ args: [String], what: String) -> Int32 {
+    private func runChild(_ j: JobState, _ args: [String], what: String, passFD: Int32? = nil) -> Int32 {
         let logPath = j.path + "/backy.log"
         let offset = RunError.offset(logPath)
         let pid: pid_t
         do {
             log.debug("\(j.def.name): starting \(command) \(args.joined(separator: " "))")
-            pid = try ChildProcess.spawn(command, args, outputFile: logPath)
+            pid = try ChildProcess.spawn(command, args, outputFile: logPath, passFD: passFD)
         } catch {
             log.error("\(j.def.name): \(error.localizedDescription)")
             log.info("\(j.def.name): finished \(what) with return code -1: \(error.localizedDescription)")
@@ -458,7 +532,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// Keeps a run's error for the status file and the console (the first
     /// failure of a run wins: a purge after a failed backup does not hide it).
-    private func noteError(_ j: JobState, _ error: String) {
+    func noteError(_ j: JobState, _ error: String) {
         cond.lock()
         if !j.runFailed { j.lastError = error }
         j.runFailed = true
@@ -466,7 +540,8 @@ public final class SchedulerDaemon: @unchecked Sendable {
     }
 
     /// Records a run's result and plans the job's next run.
-    private func finish(_ j: JobState, ok: Bool, interrupted: Bool) {
+    /// `failures`: a RADOS job's failures in a row across all nodes.
+    func finish(_ j: JobState, ok: Bool, interrupted: Bool, failures: Int? = nil) {
         cache.invalidate(jobPath: j.path)
         let history = cache.history(jobPath: j.path)
         cond.lock()
@@ -484,7 +559,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
             j.lastError = nil
             setStatus(j, JobStatusText.finished)
         } else {
-            j.failures += 1
+            j.failures = failures ?? j.failures + 1
             setStatus(j, JobStatusText.failed)
             log.warning("\(j.def.name): retrying in \(Int(backoff(failures: j.failures))) seconds")
         }
@@ -542,6 +617,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         statusCond.unlock()
         console?.stop()
         for s in services { s.stop() }
+        stopHeartbeat()
         writeStatus()
         daemonLock?.unlock()
         log.info("Scheduler stopped")
@@ -562,6 +638,17 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     private func statusLoop() {
         while true {
+            // RADOS jobs: who runs them, their records (once per
+            // status-interval, not at every early write after a run); every
+            // 10th time their histories are read again whatever changed.
+            cond.lock()
+            let interval = TimeInterval(config.statusInterval)
+            cond.unlock()
+            if Date().timeIntervalSince(lastViewRefresh) >= interval * 0.9 {
+                lastViewRefresh = Date()
+                viewCycles = (viewCycles + 1) % 10
+                refreshClusterView(full: viewCycles == 0)
+            }
             writeStatus()
             statusCond.lock()
             if !statusStopped && !statusWakeup {
@@ -600,12 +687,25 @@ public final class SchedulerDaemon: @unchecked Sendable {
 
     /// One entry per job, sorted by name.
     public func statusEntries(now: Date = Date()) -> [JobStatusEntry] {
-        struct Snap { let job: JobState; let name: String; let schedule: Schedule; let status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String?; var drill: Int? = nil; var drillRun = false; var lastError: String? }
+        struct Snap { let job: JobState; let name: String; let schedule: Schedule; var status: String; let next: Date?; let tags: Set<String>; let failures: Int; let path: String; let problem: String?; var drill: Int? = nil; var drillRun = false; var lastError: String?; var node = "-" }
         cond.lock()
-        let snaps = jobs.values.filter { !$0.removed }.map {
-            Snap(job: $0, name: $0.def.name, schedule: $0.def.schedule, status: $0.status, next: $0.nextTime,
-                 tags: $0.nextTags, failures: $0.failures, path: $0.path, problem: $0.setupProblem,
-                 drill: $0.def.drillInterval, drillRun: $0.drillRun, lastError: $0.failures > 0 ? $0.lastError : nil)
+        let me = node
+        let snaps = jobs.values.filter { !$0.removed }.map { j in
+            var s = Snap(job: j, name: j.def.name, schedule: j.def.schedule, status: j.status, next: j.nextTime,
+                         tags: j.nextTags, failures: j.failures, path: j.path, problem: j.setupProblem,
+                         drill: j.def.drillInterval, drillRun: j.drillRun, lastError: j.failures > 0 ? j.lastError : nil)
+            // A RADOS job: which node runs it (holds its lease) or ran it last.
+            if j.def.store != nil {
+                if j.status == JobStatusText.running {
+                    s.node = me
+                } else if let h = j.holder {
+                    s.node = h
+                    s.status = JobStatusText.running
+                } else if let r = j.record {
+                    s.node = r.node
+                }
+            }
+            return s
         }
         cond.unlock()
         let entries = snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
@@ -614,6 +714,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
                                         status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
                                         failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [],
                                         since: JobStatusEntry.since(jobPath: s.path), lastError: s.lastError)
+            e.node = s.node
             DrillSchedule.fill(&e, interval: s.drill, jobPath: s.path, running: s.drillRun, now: now)
             return (s.job, e)
         }
@@ -643,6 +744,9 @@ public final class SchedulerDaemon: @unchecked Sendable {
         cond.lock()
         defer { cond.unlock() }
         guard let j = jobs[name], !j.removed else { return "Unknown job \(name)" }
+        if !j.def.runs(on: node) {
+            return "\(name) runs only on \((j.def.nodes ?? []).joined(separator: ", ")), not on this node (\(node))"
+        }
         if j.isWaiting {
             j.triggered = true
             cond.broadcast()
@@ -657,7 +761,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
     /// `runall`: runs every waiting job now.
     public func triggerAll() -> [String] {
         cond.lock()
-        let names = jobs.values.filter { !$0.removed }.map(\.def.name).sorted()
+        let names = jobs.values.filter { !$0.removed && $0.def.runs(on: node) }.map(\.def.name).sorted()
         cond.unlock()
         return names.map(trigger)
     }
@@ -686,6 +790,9 @@ public final class SchedulerDaemon: @unchecked Sendable {
             || new.consoleSocket != old.consoleSocket || new.consoleSocketGroup != old.consoleSocketGroup {
             log.warning("telnet-addrs, telnet-port and console-socket changes take effect when the scheduler is restarted")
         }
+        if new.cluster != old.cluster {
+            log.warning("lease and node-name changes take effect when the scheduler is restarted")
+        }
         if new.nbd != old.nbd {
             log.warning("nbd-server changes take effect when the scheduler is restarted (its exports follow the jobs at once)")
         }
@@ -693,9 +800,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
         var current: [String: JobDefinition] = [:]
         for j in jobs.values where !j.removed { current[j.def.name] = j.pending ?? j.def }
         cond.unlock()
-        let added = new.jobs.filter { current[$0.name] == nil }
-        let changed = new.jobs.filter { current[$0.name] != nil && current[$0.name]! != $0 }
-        let newNames = Set(new.jobs.map(\.name))
+        let newJobs = visible(new.jobs)
+        let added = newJobs.filter { current[$0.name] == nil }
+        let changed = newJobs.filter { current[$0.name] != nil && current[$0.name]! != $0 }
+        let newNames = Set(newJobs.map(\.name))
         let removed = current.keys.filter { !newNames.contains($0) }.sorted()
         var setup: [String: String] = [:]
         for def in added + changed { setup[def.name] = prepareOrExplain(def, baseDir: new.baseDir) }

@@ -45,6 +45,8 @@ public struct JobStatusEntry: Equatable, Sendable {
     public var revisions = 0
     /// The exact duration of the last backup, in seconds.
     public var lastDurationSeconds: Double?
+    /// A RADOS job: the node that runs it now or ran it last, or "-".
+    public var node = "-"
 
     /// `last_time` as seconds since the epoch.
     public var lastTimeEpoch: Int? { StatusFile.parseTime(lastTime).map { Int($0.timeIntervalSince1970) } }
@@ -144,6 +146,7 @@ public enum StatusFile {
             var mm = m
             if e.problems != "-" { mm["problems"] = .string(e.problems) }
             if e.lastError != "-" { mm["last_error"] = .string(e.lastError) }
+            if e.node != "-" { mm["node"] = .string(e.node) }
             if e.drill != "-" {
                 mm["drill"] = .string(e.drill)
                 mm["last_drill"] = .string(e.lastDrill)
@@ -167,6 +170,7 @@ public enum StatusFile {
             "revisions": e.revisions, "last_time_epoch": num(e.lastTimeEpoch), "next_time_epoch": num(e.nextTimeEpoch),
             "last_duration_seconds": e.lastDurationSeconds.map { $0 as Any } ?? NSNull(),
         ]
+        if e.node != "-" { o["node"] = e.node }
         if e.drill != "-" {
             o["drill"] = e.drill
             o["last_drill"] = text(e.lastDrill)
@@ -200,6 +204,7 @@ public enum StatusFile {
                                    failures: Int(clamping: m["failures"]?.int ?? 0), problems: str("problems"))
             (e.drill, e.lastDrill, e.lastDrillResult) = (str("drill"), str("last_drill"), str("last_drill_result"))
             e.lastError = str("last_error")
+            e.node = str("node")
             e.revisions = Int(clamping: m["revisions"]?.int ?? 0)
             e.lastDurationSeconds = m["last_duration_seconds"]?.double ?? m["last_duration_seconds"]?.int.map(Double.init)
             out.append(e)

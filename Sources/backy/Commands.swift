@@ -54,10 +54,23 @@ struct BackupCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .customLong("json"), help: "Print the new revision as one JSON object on stdout when the backup is done.")
     var json = false
+    @Option(name: .customLong("lease-fd"), help: ArgumentHelp("(Used by the scheduler) a pipe on which the scheduler tells until when it holds the job's lease; a RADOS job's map and revision are written only while a third of the lease is left.", valueName: "FD"))
+    var leaseFD: Int32?
     @Argument(help: "Comma-separated tags for the new revision, e.g. daily,weekly.") var tags: String
 
     func run() throws {
         try Operation.run(global) { log in
+            if let fd = leaseFD {
+                guard fd > 2, fcntl(fd, F_GETFD) >= 0 else { throw BackyError(.usage, "--lease-fd \(fd): not an open file descriptor above 2") }
+                LeaseFence.install(fd: fd) {
+                    // The scheduler that holds the lease is gone (killed): stop
+                    // before anything is committed; the lease lapses and
+                    // another node runs the job (its incomplete revision is
+                    // removed by the next backup).
+                    Operation.printError("the scheduler that runs this backup is gone; stopping (nothing was committed)")
+                    _exit(75)
+                }
+            }
             let job = try Operation.openJob(global, log: log)
             let set = Set(tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
             let result = try BackupRun.run(job: job, tags: set, options: BackyEnvironment.dataPath,

@@ -16,12 +16,15 @@ struct SchedulerCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("c"), .customLong("config")], help: ArgumentHelp("The configuration file.", valueName: "CONFIG"))
     var config: String = SchedulerConfig.defaultPath
+    @Option(name: .customLong("node"), help: ArgumentHelp("This scheduler's node name among several sharing RADOS jobs (default: the configuration's node-name, else the host name).", valueName: "NAME"))
+    var node: String?
 
     func run() throws {
         try Operation.run(global) { log in
+            if let node, let why = ClusterSettings.invalidNodeName(node) { throw BackyError(.usage, "--node \(node): \(why)") }
             let cfg = try SchedulerConfig.load(path: config)
             let daemon = SchedulerDaemon(config: cfg, command: SchedulerDaemon.resolveCommand(
-                given: BackyEnvironment.backyCommand, searchPath: BackyEnvironment.searchPath), log: log)
+                given: BackyEnvironment.backyCommand, searchPath: BackyEnvironment.searchPath), log: log, node: node)
             daemon.services = [NBDInScheduler(log: log), MetricsService(daemon: daemon, log: log)]
             return try daemon.run()
         }
@@ -35,7 +38,9 @@ struct CheckCommand: ParsableCommand {
         discussion: """
             Prints one status line (with perfdata after ' | ') and one line per job at fault. \
             Exit 0 OK; 1 WARNING: a job failed failures-warning (3) runs in a row, a restore drill is \
-            late or could not run, or the configuration has an error the scheduler would refuse; \
+            late or could not run, the configuration has an error the scheduler would refuse, or a \
+            scheduler sharing the RADOS jobs has not written its heartbeat for 3 leases (or the \
+            heartbeats cannot be read); \
             2 CRITICAL: a job out of its SLA (also one that never succeeded within it), with problems, \
             whose last drill failed, that failed failures-critical (6) runs in a row, or missing from \
             the status file, or the status file is older than 5 minutes or dated in the future; \
@@ -45,9 +50,15 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("c"), .customLong("config")], help: ArgumentHelp("The configuration file.", valueName: "CONFIG"))
     var config: String = SchedulerConfig.defaultPath
+    @Option(name: .customLong("node"), help: ArgumentHelp("This node's name (default: the configuration's node-name, else the host name): directory jobs limited to other nodes are not expected in the status file.", valueName: "NAME"))
+    var node: String?
 
     func run() throws {
-        let result = Check.run(config: config)
+        if let node, let why = ClusterSettings.invalidNodeName(node) {
+            FileHandle.standardOutput.write(Data("UNKNOWN: --node \(node): \(why)\n".utf8))
+            throw ExitCode(3)
+        }
+        let result = Check.run(config: config, node: node)
         FileHandle.standardOutput.write(Data(result.output.utf8))
         if result.code != 0 { throw ExitCode(result.code) }
     }

@@ -34,13 +34,46 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
         self.lockDuration = lockDuration
         let opTimeout = max(5, lockDuration / 3)
         do {
-            let cluster = try RadosCluster(access: access, environment: environment, opTimeout: opTimeout)
+            let cluster = try RadosBackend.connection(access: access, environment: environment, opTimeout: opTimeout)
             io = try cluster.ioctx(pool: spec.pool, namespace: spec.namespace)
         } catch let e as RadosError {
             throw BackyError(e.kind == .config ? .usage : (e.isNotFound ? .notFound : .io),
                              "cannot open the store \(spec): \(e)")
         }
         chunks = RadosChunks(io: io, purgeGate: purgeGate)
+    }
+
+    /// The xattr a new lease holder sets on an incomplete revision of an
+    /// earlier run (docs/rados.md, "Leases"): that run can no longer
+    /// complete it.
+    public static let fenceXattr = "backy.fence"
+
+    /// Fences incomplete revision `id` in the namespace of `io` (by node
+    /// `by`); false if the revision is gone.
+    @discardableResult
+    public static func fence(io: RadosIoctx, revision id: String, by: String) throws -> Bool {
+        do {
+            try wrap {
+                try io.operate(RadosWriteOp().assertExists().setXattr(fenceXattr, by), on: RadosNames.revision(id),
+                               flags: .fullForce, what: "cannot fence \(io.describe(RadosNames.revision(id)))")
+            }
+            return true
+        } catch let e as BackyError where e.kind == .notFound {
+            return false
+        }
+    }
+
+    /// Set by a process that opens many jobs (the scheduler): backends then
+    /// share one cluster connection per access and timeout instead of
+    /// connecting for each job.
+    public static let sharedConnections = Locked<[String: RadosCluster]?>(nil)
+
+    static func connection(access: CephAccess, environment: CephEnvironment, opTimeout: Double) throws -> RadosCluster {
+        let key = "\(access)|\(environment)|\(opTimeout)"
+        if let c = sharedConnections.with({ $0?[key] }) { return c }
+        let c = try RadosCluster(access: access, environment: environment, opTimeout: opTimeout)
+        sharedConnections.with { if $0 != nil, $0![key] == nil { $0![key] = c } }
+        return c
     }
 
     /// A librados failure as backy's error (ENOENT keeps its errno, so
@@ -112,10 +145,25 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
     /// state between "durable" and "in place".
     public func write(_ object: StoreObjectName, _ bytes: [UInt8], durable: Bool, crashPoint: CrashPoint?) throws {
         switch object {
-        case .map, .revision: try checkSessions()
+        case .map, .revision:
+            try checkSessions()
+            try LeaseFence.checkCurrent(location(of: object))
         default: break
         }
         if let c = crashPoint { CrashPoints.reached(c) }
+        if case .revision = object, crashPoint == .revBeforeComplete, LeaseFence.current.get != nil {
+            // A run under a scheduler's lease completes its revision only if
+            // no later lease holder fenced (or removed) it: the OSD checks.
+            let op = RadosWriteOp().assertExists().compareXattr(RadosBackend.fenceXattr, .equal, "").writeFull(bytes)
+            do {
+                try RadosBackend.wrap {
+                    try io.operate(op, on: objectName(object), flags: .fullTry, what: "cannot complete \(location(of: object))")
+                }
+            } catch let e as BackyError where e.kind == .notFound || e.errno == ECANCELED {
+                throw BackyError(.locked, "\(location(of: object)): another node took the job's lease and fenced this revision; not completing it")
+            }
+            return
+        }
         try RadosBackend.wrap { try io.writeFull(objectName(object), bytes) }
     }
 

@@ -64,8 +64,11 @@ extension Job {
     /// the job in the store if needed, makes the store's source `source`,
     /// and writes the local `config` naming the store. Refuses a directory
     /// that holds a directory job's history (it would be hidden).
-    public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec) throws {
-        let local = Array((YAML.flow(.map(YAMLMap([("store", .string(spec.description))]))) + "\n").utf8)
+    /// `lockDuration`: written to the local config as `lock-duration`.
+    public static func prepareRadosJob(path: String, source: YAMLMap, store spec: RadosStoreSpec, lockDuration: Double? = nil) throws {
+        var m = YAMLMap([("store", .string(spec.description))])
+        if let d = lockDuration { m["lock-duration"] = .int(Int64(d.rounded(.up))) }
+        let local = Array((YAML.flow(.map(m)) + "\n").utf8)
         let cfg = path + "/config"
         let old = try? Posix.readFile(cfg, limit: Posix.Limit.metadata)
         // A directory switched to this store by `backy set-store` may still
