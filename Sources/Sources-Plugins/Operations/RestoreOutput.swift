@@ -27,7 +27,8 @@ final class OutputFile: @unchecked Sendable {
     /// Alignment of buffer, offset and length for direct writes (covers
     /// devices with 512-byte and 4 KiB logical blocks).
     static let directAlign = 4096
-    private static let zeros: UnsafeMutableRawBufferPointer = {
+    // nonisolated(unsafe): filled with zeros once, in the lazy initializer (which Swift runs once); only ever read after.
+    nonisolated(unsafe) private static let zeros: UnsafeMutableRawBufferPointer = {
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: ChunkMap.defaultChunkSize, alignment: 4096)
         b.initializeMemory(as: UInt8.self, repeating: 0)
         return b
