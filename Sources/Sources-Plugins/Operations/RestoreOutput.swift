@@ -11,6 +11,7 @@ import Glibc
 /// made sparse. Files and block devices get a second descriptor opened with
 /// O_DIRECT for the aligned part of each write; targets that refuse direct
 /// I/O (at open or at the first write) are written through the page cache.
+// @unchecked Sendable: writes from several threads use only `let` descriptors (pwrite) and `Locked`; `finished` is changed by finish()/abandon() on the restore's own thread after its writers are joined.
 final class OutputFile: @unchecked Sendable {
     let fd: Int32
     /// The O_DIRECT descriptor, or -1.
