@@ -21,7 +21,7 @@
 import Foundation
 import NIOCore
 
-// @unchecked Sendable: `used`, `peak` and `waiters` are read and changed only under `lock`.
+// @unchecked Sendable: `used`, `peak`, `holds`, `drained`, `waiters` and `newestTurn` are read and changed only under `lock`.
 final class ReplyBudget: @unchecked Sendable {
     let limit: Int
     /// What connections that are not readers may hold together.
