@@ -70,7 +70,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         // Schedule math, daemon, console, status file, check. Runs backups
         // as child processes: it needs no source.
         .target(name: "Scheduler", dependencies: [
@@ -79,7 +79,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         // Prometheus metrics of the scheduler's jobs: the snapshot, its text
         // form (swift-prometheus), the /metrics responder (SwiftNIO).
         .target(name: "BackyMetrics", dependencies: [
@@ -90,7 +90,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         // NBD protocol and exports over revisions.
         .target(name: "NBDServer", dependencies: [
             "ChunkStore", "ServerSupport", "Presentation",
@@ -104,7 +104,7 @@ let package = Package(
         .target(name: "Mount", dependencies: [
             "ChunkStore", "Presentation", "CFuse3", "CBlkid", "CLinux",
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         // The command line: parse, call, print.
         .executableTarget(name: "backy", dependencies: [
             "ChunkStore", "SourcesPlugins", "Scheduler", "NBDServer", "Mount", "BackyMetrics", "Presentation", "Rados",
@@ -134,8 +134,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],
-    // Swift 6 language mode (strict concurrency) is on per target where it
-    // builds clean (ServerSupport, Scheduler, BackyMetrics, Mount); the
-    // others follow (each remaining `@unchecked Sendable` says why).
-    swiftLanguageModes: [.v5]
+    // Swift 6 language mode (strict concurrency) for every target, tests
+    // included; each remaining `@unchecked Sendable` and
+    // `nonisolated(unsafe)` says in one line why it is safe.
+    swiftLanguageModes: [.v6]
 )

@@ -7,8 +7,7 @@ import ChunkStore
 import Foundation
 import Logging
 
-// @unchecked Sendable: every stored property is a `let` set in init; Job, ImageReader and PinSession are classes from ChunkStore (Swift 5 mode) that are safe to read from several threads.
-public final class PinnedRevision: @unchecked Sendable {
+public final class PinnedRevision: Sendable {
     public let job: Job
     public let revision: Revision
     public let image: ImageReader

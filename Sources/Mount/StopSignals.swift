@@ -9,6 +9,7 @@ import Glibc
 #endif
 
 public final class StopSignals {
+    // nonisolated(unsafe): set in init before the handlers are installed; the signal handler only reads it.
     nonisolated(unsafe) private static var writeFD: Int32 = -1
     private let readFD: Int32
 

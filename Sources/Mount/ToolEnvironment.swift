@@ -13,5 +13,6 @@ public struct ToolEnvironment: Sendable {
     }
 
     /// What this process uses (set by the command line before any mount).
+    // nonisolated(unsafe): set once by the command line (main) before any mount or thread starts; only read after.
     nonisolated(unsafe) public static var current = ToolEnvironment()
 }

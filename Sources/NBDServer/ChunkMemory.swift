@@ -23,11 +23,13 @@ public enum ChunkMemory {
         var maxFree = 8
     }
 
-    private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+    // nonisolated(unsafe): the pointer is set once (Swift runs the initializer once); the mutex it points to is only used through pthread_mutex_lock/unlock.
+    nonisolated(unsafe) private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
         let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         pthread_mutex_init(m, nil)
         return m
     }()
+    // nonisolated(unsafe): read and changed only in `locked`, under `lock`.
     nonisolated(unsafe) private static var state = State()
 
     private static func locked<T>(_ body: (inout State) -> T) -> T {

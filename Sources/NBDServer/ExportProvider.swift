@@ -19,13 +19,13 @@ public struct ExportInfo: Sendable, Equatable {
 }
 
 /// An export opened by one connection; `close()` releases it.
-public final class OpenExport: @unchecked Sendable {
+public final class OpenExport: Sendable {
     public let info: ExportInfo
     public let image: ImageReader
-    private let onClose: () -> Void
+    private let onClose: @Sendable () -> Void
     private let closed = Locked(false)
 
-    public init(info: ExportInfo, image: ImageReader, onClose: @escaping () -> Void = {}) {
+    public init(info: ExportInfo, image: ImageReader, onClose: @escaping @Sendable () -> Void = {}) {
         self.info = info
         self.image = image
         self.onClose = onClose

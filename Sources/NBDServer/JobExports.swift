@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// The complete revisions of a job.
-public final class JobExports: ExportProvider, @unchecked Sendable {
+public final class JobExports: ExportProvider, Sendable {
     public let job: Job
     let log: Logger
     /// Maps loaded once and shared by the connections that read them.

@@ -11,7 +11,7 @@ import ChunkStore
 import Foundation
 import Logging
 
-public final class MultiJobExports: ExportProvider, @unchecked Sendable {
+public final class MultiJobExports: ExportProvider, Sendable {
     let log: Logger
     /// Job name → job directory.
     private let jobs: Locked<[String: String]>

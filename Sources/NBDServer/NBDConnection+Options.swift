@@ -34,7 +34,7 @@ extension NBDConnection {
 
     /// Runs blocking work off the event loop, then `then` on it; decoding
     /// pauses meanwhile.
-    func offLoop<T>(_ work: @escaping () throws -> T, then: @escaping (Result<T, Error>) -> Void) {
+    func offLoop<T: Sendable>(_ work: @escaping @Sendable () throws -> T, then: @escaping (Result<T, Error>) -> Void) {
         waitingForOption = true
         updateFlow()
         let back = NIOLoopBound((connection: self, then: then), eventLoop: eventLoop)

@@ -65,6 +65,7 @@ public struct NBDServerConfig: Sendable {
 }
 
 /// What every connection shares.
+// @unchecked Sendable: `tls` is set once in NBDServer.start(), before any listener accepts; everything else is `let`, Sendable or `Locked`.
 final class ServerCore: @unchecked Sendable {
     let provider: ExportProvider
     let config: NBDServerConfig
@@ -104,6 +105,7 @@ final class ServerCore: @unchecked Sendable {
     }
 }
 
+// @unchecked Sendable: `serverChannels` is changed only by start() and read by the one stop() (`stopOnce`) after start() returned.
 public final class NBDServer: @unchecked Sendable {
     let core: ServerCore
     let group: MultiThreadedEventLoopGroup

@@ -24,7 +24,7 @@ public struct NBDTLSError: Error, CustomStringConvertible {
 }
 
 /// A loaded TLS setup: the SSL context every TLS connection shares.
-public final class NBDTLS: @unchecked Sendable {
+public final class NBDTLS: Sendable {
     public let mode: NBDTLSMode
     let context: NIOSSLContext
     /// "X.509 certificates from DIR" or "PSK from FILE (N identities)".

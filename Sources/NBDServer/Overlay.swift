@@ -12,6 +12,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: the block map and `charged` are read and changed only under `lock`; `active`, `closed` and `fdClosed` only under `ioLock`; the rest is `let`.
 public final class Overlay: @unchecked Sendable {
     public static let blockSize = 4096
 

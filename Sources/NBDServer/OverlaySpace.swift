@@ -6,6 +6,7 @@
 // connection ends, its overlay's space is returned at once.
 import Foundation
 
+// @unchecked Sendable: `used` is read and changed only under `lock`.
 public final class OverlaySpace: @unchecked Sendable {
     public let limit: UInt64
     private let lock = NSLock()

@@ -21,6 +21,7 @@
 import Foundation
 import NIOCore
 
+// @unchecked Sendable: `used`, `peak`, `holds`, `drained`, `waiters` and `newestTurn` are read and changed only under `lock`.
 final class ReplyBudget: @unchecked Sendable {
     let limit: Int
     /// What connections that are not readers may hold together.
@@ -34,7 +35,7 @@ final class ReplyBudget: @unchecked Sendable {
     private var holds: [Int: Int] = [:]
     private var drained: [Int: TimeInterval] = [:]
     /// Waiting connections in arrival order, with how to wake them.
-    private var waiters: [(id: Int, since: TimeInterval, wake: () -> Void)] = []
+    private var waiters: [(id: Int, since: TimeInterval, wake: @Sendable () -> Void)] = []
     /// Alternates the turn among non-readers between the oldest and the newest.
     private var newestTurn = true
 
@@ -51,7 +52,7 @@ final class ReplyBudget: @unchecked Sendable {
 
     /// Takes `n` bytes for connection `id`, or queues it (once) and returns
     /// false; `wake` is called when it should try again.
-    func take(_ id: Int, _ n: Int, wake: @escaping () -> Void) -> Bool {
+    func take(_ id: Int, _ n: Int, wake: @escaping @Sendable () -> Void) -> Bool {
         let t = Self.now
         lock.lock()
         if !waiters.contains(where: { $0.id == id }) {
@@ -162,7 +163,7 @@ final class ReplyBudget: @unchecked Sendable {
 
     /// How to wake the waiter whose turn it is, if its next request may fit
     /// (its size is not known here: one chunk, at least, must be free).
-    private func wakeLocked(_ t: TimeInterval) -> (() -> Void)? {
+    private func wakeLocked(_ t: TimeInterval) -> (@Sendable () -> Void)? {
         guard let id = chosen(t), let w = waiters.first(where: { $0.id == id }) else { return nil }
         let room = isReader(id, t) ? limit - used : min(limit - used, othersLimit - othersHeld(t))
         return room > 0 || used == 0 ? w.wake : nil

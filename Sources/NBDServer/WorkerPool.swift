@@ -4,6 +4,7 @@
 import ChunkStore
 import Foundation
 
+// @unchecked Sendable: the queues, their heads and `stopping` are read and changed only under `cond`; `threads` only in init.
 public final class WorkerPool: @unchecked Sendable {
     public enum Priority { case demand, prefetch }
     public typealias Job = (ChunkWorkspace) -> Void

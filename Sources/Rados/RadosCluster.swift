@@ -9,6 +9,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: the rados_t handle may be used from several threads at once (librados is thread-safe); `keeperInstance` is read and changed only under `keeperLock` (and in deinit).
 public final class RadosCluster: @unchecked Sendable {
     public let handle: rados_t
     /// "client.<id>" this connection authenticated as.

@@ -11,6 +11,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: `retained` is filled before the operation is submitted; `waited` is set by wait() on the one thread that owns the completion (librados' completion calls are thread-safe).
 public final class RadosCompletion: @unchecked Sendable {
     let completion: rados_completion_t
     /// What the operation writes into or reads from until it completes.
@@ -59,6 +60,7 @@ public final class RadosCompletion: @unchecked Sendable {
 }
 
 /// An asynchronous stat: size, modification time and version once complete.
+// @unchecked Sendable: librados writes the result pointers before the completion completes; they are read only after wait().
 public final class RadosStatCompletion: @unchecked Sendable {
     public let completion: RadosCompletion
     private let size = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)

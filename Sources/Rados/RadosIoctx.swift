@@ -11,6 +11,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: only `let`s; librados allows an ioctx to be used from several threads at once; it is destroyed in deinit.
 public final class RadosIoctx: @unchecked Sendable {
     public let handle: rados_ioctx_t
     public let cluster: RadosCluster
@@ -237,6 +238,7 @@ public final class RadosIoctx: @unchecked Sendable {
 }
 
 /// An asynchronous whole-object read (stat and read in one op).
+// @unchecked Sendable: librados writes the result pointers and the buffer before the completion completes; they are read only after wait().
 public final class RadosReadCompletion: @unchecked Sendable {
     public let completion: RadosCompletion
     private let op: rados_read_op_t

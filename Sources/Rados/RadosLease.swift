@@ -31,6 +31,7 @@ public enum LeaseClock {
     }
 }
 
+// @unchecked Sendable: `validUntil`, `lostReason`, `released` and `lostHandlers` are read and changed only under `mutex`; `renewalsPausedUntil` is only read (a hook left at 0).
 public final class RadosLease: @unchecked Sendable {
     public let io: RadosIoctx
     public let oid: String
@@ -226,6 +227,7 @@ public final class RadosLease: @unchecked Sendable {
 }
 
 /// One thread per cluster connection that renews its leases on time.
+// @unchecked Sendable: `leases`, `stopping` and `thread` are read and changed only under `cond`.
 final class RadosLeaseKeeper: @unchecked Sendable {
     private let cond = NSCondition()
     private var leases: [ObjectIdentifier: RadosLease] = [:]

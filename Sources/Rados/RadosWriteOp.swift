@@ -15,6 +15,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: built step by step by one thread, then submitted once; librados writes `slots` only until the op completes, read after.
 public final class RadosWriteOp: @unchecked Sendable {
     let op: rados_write_op_t
     /// Result slots of exec steps; librados writes them when the op completes.

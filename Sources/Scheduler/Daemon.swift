@@ -867,6 +867,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
 /// Signals arrive through a self-pipe: the handler writes the signal number, the
 /// signal thread reads it. Works whichever thread the kernel picks.
 enum SignalPipe {
+    // nonisolated(unsafe): set once by install(), before the handlers are installed and the signal thread starts; only read after.
     nonisolated(unsafe) static var readFD: Int32 = -1
     nonisolated(unsafe) static var writeFD: Int32 = -1
 

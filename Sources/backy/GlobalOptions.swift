@@ -22,6 +22,7 @@ struct GlobalOptions: ParsableArguments {
     var backupdir: String?
 
     /// Values given before the subcommand.
+    // nonisolated(unsafe): written by extractLeading() in main before the command runs, only read after.
     nonisolated(unsafe) static var leading = (verbose: false, quiet: false, progress: Bool?.none, logfile: String?.none, backupdir: String?.none)
 
     var isVerbose: Bool { verbose || GlobalOptions.leading.verbose }

@@ -8,6 +8,7 @@ import Foundation
 import Logging
 
 enum Operation {
+    // nonisolated(unsafe): set and read only by the command's own thread, before it starts any other.
     nonisolated(unsafe) static var logReady = false
 
     static func setUpLogging(_ g: GlobalOptions, quiet: Bool = false) {

@@ -21,7 +21,7 @@ struct Backy: ParsableCommand {
     }
 }
 
-setvbuf(stdout, nil, _IOLBF, 0)
+StdoutBuffering.lineBuffered()
 ToolEnvironment.current = BackyEnvironment.tools
 // Tests only: die at a named step of a backup's writes (CrashPoints).
 if let spec = BackyEnvironment.crashAt {

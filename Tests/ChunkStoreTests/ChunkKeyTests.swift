@@ -10,7 +10,7 @@ import XCTest
 
 final class ChunkKeyTests: XCTestCase {
     /// An image that names no chunks (like a raw backy 2.x image).
-    final class Unnamed: ImageReader, @unchecked Sendable {
+    final class Unnamed: ImageReader, Sendable {
         let imageSize: UInt64 = 3 * 4096 + 100
         let chunkSize = 4096
         var chunkCount: Int { 4 }

@@ -28,7 +28,7 @@ final class GateTests: XCTestCase {
 
     /// Runs `body` under the gate on another thread; returns a semaphore
     /// signalled once `body` ran.
-    func enter(_ job: Job, exclusive: Bool, _ body: @escaping () -> Void = {}) -> DispatchSemaphore {
+    func enter(_ job: Job, exclusive: Bool, _ body: @escaping @Sendable () -> Void = {}) -> DispatchSemaphore {
         let done = DispatchSemaphore(value: 0)
         Thread {
             let gate = job.backend.makeGate()

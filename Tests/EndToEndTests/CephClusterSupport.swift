@@ -3,6 +3,7 @@
 // started in the class's setUp and stopped in its tearDown.
 import Foundation
 
+// @unchecked Sendable: `started` and `startError` are set by start() in the class's setUp, before the tests read them.
 final class TestCephCluster: @unchecked Sendable {
     let dir: String
     private(set) var started = false

@@ -7,6 +7,7 @@ import Foundation
 import XCTest
 
 final class CephTests: XCTestCase {
+    // nonisolated(unsafe): set by the class's setUp() before its first test runs, only read by the tests after it (XCTest runs them one at a time).
     nonisolated(unsafe) static var cluster: TestCephCluster?
     nonisolated(unsafe) static var startError = ""
     nonisolated(unsafe) static var helper = ""

@@ -27,6 +27,9 @@ final class DrillSchedulerTests: XCTestCase {
         // Backups every 3 s (wider under a sanitizer, whose backups of
         // alpha's disk can take longer than the SLA of a 3 s interval).
         let quick = Int(TestSlack.scaled(3.0))
+        // Drills every 2 s, as widely scaled: a sanitized drill takes
+        // several seconds, and a fixed 2 s would make alpha's drills late.
+        let drill = Int(TestSlack.scaled(2.0))
         let s = SchedulerHarness(self, schedules: "  quick:\n    short: {interval: \(quick)s, keep: 2}\n  slow:\n    daily: {interval: 1d, keep: 2}")
         // alpha's disk holds 96 MiB of random data, so that its backups take a
         // while and other jobs' deadlines wake the planner meanwhile.
@@ -37,13 +40,14 @@ final class DrillSchedulerTests: XCTestCase {
         // The damaged job has its revision before the scheduler starts (its
         // next backup is a day away): only drills run for it.
         _ = MountFixture.job(s.base, bad.image, name: "omega")
-        s.jobsYAML.append("  alpha:\n    schedule: quick\n    drill: 2s\n    source: {type: file, filename: \(good)}")
-        s.jobsYAML.append("  omega:\n    schedule: slow\n    drill: 2s\n    source: {type: file, filename: \(bad.image)}")
+        s.jobsYAML.append("  alpha:\n    schedule: quick\n    drill: \(drill)s\n    source: {type: file, filename: \(good)}")
+        s.jobsYAML.append("  omega:\n    schedule: slow\n    drill: \(drill)s\n    source: {type: file, filename: \(bad.image)}")
         s.start()
 
         XCTAssertTrue(s.wait(timeout: TestSlack.scaled(90.0)) {
             s.logText.components(separatedBy: "alpha: finished restore drill with return code 0").count > 3
                 && s.logText.contains("omega: finished restore drill with return code 1")
+                && s.logText.components(separatedBy: "alpha: running backup").count > 2
         }, "drills ran; log:\n\(s.logText)")
 
         // Never a drill beside the job's own backup (backup, expiry, purge).

@@ -438,10 +438,13 @@ final class IntegrityTests: XCTestCase {
 }
 
 /// A tiny lock-protected box for test threads.
-final class Locked<T>: @unchecked Sendable {
+final class Locked<T> {
     private let lock = NSLock()
     private var value: T
     init(_ v: T) { value = v }
     func with<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
     var get: T { with { $0 } }
 }
+
+// @unchecked Sendable: `value` is read and changed only inside `with`, under `lock` (Sendable values only).
+extension Locked: @unchecked Sendable where T: Sendable {}

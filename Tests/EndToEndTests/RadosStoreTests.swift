@@ -11,6 +11,7 @@ import Foundation
 import XCTest
 
 final class RadosStoreTests: XCTestCase {
+    // nonisolated(unsafe): set by the class's setUp() before its first test runs, only read by the tests after it.
     nonisolated(unsafe) static var cluster: TestCephCluster?
     static let pool = "backy"
     static let mib = 1 << 20
@@ -331,6 +332,7 @@ final class RadosStoreTests: XCTestCase {
         backy(["-b", b, "init", "--force", "--store", store, "file", imgA])
         let rounds = 6
         /// What both loops record (behind a lock).
+        // @unchecked Sendable: every `var` is read and changed only under `lock`.
         final class Record: @unchecked Sendable {
             let lock = NSLock()
             var shas: [String: String] = [:]

@@ -9,7 +9,7 @@ import Foundation
 import XCTest
 
 /// An image in memory with small chunks; counts chunk reads.
-final class TestImage: ImageReader, @unchecked Sendable {
+final class TestImage: ImageReader, Sendable {
     let bytes: [UInt8]
     let imageSize: UInt64
     let chunkSize: Int

@@ -9,10 +9,11 @@ import XCTest
 
 final class ReplyBudgetTests: XCTestCase {
     /// Records which connections were woken.
+    // @unchecked Sendable: `ids` is read and changed only under `lock`.
     final class Wakes: @unchecked Sendable {
         private let lock = NSLock()
         private var ids: [Int] = []
-        func wake(_ id: Int) -> () -> Void { { self.lock.lock(); self.ids.append(id); self.lock.unlock() } }
+        func wake(_ id: Int) -> @Sendable () -> Void { { self.lock.lock(); self.ids.append(id); self.lock.unlock() } }
         /// The wakes so far (waits briefly for ones sent to another thread).
         func take() -> [Int] {
             Thread.sleep(forTimeInterval: 0.05)

@@ -13,7 +13,7 @@ import Glibc
 /// An image held in memory with small chunks; some chunks are zero, some
 /// can be marked damaged, and the next read of a chunk can be held until a
 /// test releases it. Records any read outside the image.
-final class MemoryImage: ImageReader, @unchecked Sendable {
+final class MemoryImage: ImageReader, Sendable {
     let bytes: [UInt8]
     let imageSize: UInt64
     let chunkSize: Int
@@ -22,7 +22,7 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
     let damaged: Set<Int>
     let reads = Locked(0)
     let violations = Locked<[String]>([])
-    private let holds = Locked<[Int: DispatchSemaphore]>([:])
+    private let holds = Locked<[Int: (gate: DispatchSemaphore, limit: Double)]>([:])
 
     init(size: Int, chunkSize: Int = 64 * 1024, zeroChunks: Set<Int> = [], damaged: Set<Int> = [], seed: UInt64 = 1) {
         var b = [UInt8](repeating: 0, count: size)
@@ -46,10 +46,8 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
     /// The next read of chunk `i` waits until `gate` is signalled (at most
     /// `limit` seconds, so a test that waits in vain fails instead of hanging).
     func hold(_ i: Int, until gate: DispatchSemaphore, limit: Double = 5) {
-        holds.with { $0[i] = gate }
-        holdLimit = limit
+        holds.with { $0[i] = (gate, limit) }
     }
-    private var holdLimit = 5.0
 
     func isZero(_ i: Int) -> Bool { zero.contains(i) }
     func chunkName(_ i: Int) -> String { "mem-\(i)" }
@@ -59,9 +57,9 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
             violations.with { $0.append("read of chunk \(i) of \(chunkCount)") }
             throw ChunkReadError(id: .zero, fault: .missing)
         }
-        if let gate = holds.with({ $0.removeValue(forKey: i) }) {
-            if gate.wait(timeout: .now() + holdLimit) == .timedOut {
-                violations.with { $0.append("read of chunk \(i) was held \(holdLimit) s and never released") }
+        if let (gate, limit) = holds.with({ $0.removeValue(forKey: i) }) {
+            if gate.wait(timeout: .now() + limit) == .timedOut {
+                violations.with { $0.append("read of chunk \(i) was held \(limit) s and never released") }
             }
         }
         reads.with { $0 += 1 }
@@ -82,7 +80,7 @@ final class MemoryImage: ImageReader, @unchecked Sendable {
 
 /// Exports over in-memory images: names "a", "b", …; "latest" and "" mean
 /// the last one.
-final class MemoryExports: ExportProvider, @unchecked Sendable {
+final class MemoryExports: ExportProvider, Sendable {
     let images: [(name: String, image: MemoryImage)]
     let opened = Locked(0)
     let closed = Locked(0)

@@ -6,6 +6,7 @@ import XCTest
 
 @testable import Scheduler
 
+// @unchecked Sendable: the tests call ConsoleCommands.execute with it directly, on the test's own thread (no server, no other thread).
 final class FakeBackend: ConsoleBackend, @unchecked Sendable {
     var entries: [JobStatusEntry] = [
         JobStatusEntry(job: "test02", sla: "TOO OLD", status: "waiting for retry", lastTime: "2015-08-30 07:06:47 UTC",

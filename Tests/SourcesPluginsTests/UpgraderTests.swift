@@ -16,7 +16,7 @@ final class UpgraderTests: XCTestCase {
     /// A source read twice by upgrade: a chunk that was zero at the first
     /// read must still be zero at the second (it is no longer skipped).
     func testUpgradeRereadsChunksThatWereZero() throws {
-        final class Changing: ImageReader, @unchecked Sendable {
+        final class Changing: ImageReader, Sendable {
             let imageSize: UInt64 = 8 << 20
             let chunkSize = 4 << 20
             var chunkCount: Int { 2 }

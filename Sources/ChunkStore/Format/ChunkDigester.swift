@@ -17,7 +17,8 @@ public struct ChunkDigester {
     /// Slices of this size fit the per-core cache together with the hashes.
     public static let sliceSize = 256 * 1024
 
-    private static let zeros: UnsafeMutableRawBufferPointer = {
+    // nonisolated(unsafe): filled with zeros once, in the lazy initializer (which Swift runs once); only ever read after.
+    nonisolated(unsafe) private static let zeros: UnsafeMutableRawBufferPointer = {
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: sliceSize, alignment: 64)
         b.initializeMemory(as: UInt8.self, repeating: 0)
         return b

@@ -9,6 +9,7 @@ import Logging
 import Glibc
 #endif
 
+// @unchecked Sendable: `fd`, `inode` and `device` are changed only in init and under `mutex` (write reopens a rotated file under it).
 public final class LogSink: @unchecked Sendable {
     private let mutex = NSLock()
     private let path: String?

@@ -12,7 +12,7 @@ import Logging
 import Glibc
 #endif
 
-public final class Job: @unchecked Sendable {
+public final class Job: Sendable {
     /// The local job directory (a real path).
     public let path: String
     /// Where the job's bytes live.

@@ -4,7 +4,7 @@ import Foundation
 
 /// A backy 2.x cowfile revision: `<id>` is the raw image. There are no
 /// checksums to check; chunks are named by the image and their offset.
-public final class CowfileImage: ImageReader, @unchecked Sendable {
+public final class CowfileImage: ImageReader, Sendable {
     /// The raw image, opened once.
     let object: StoredObject
     /// The image's name (`<id>`), for messages.

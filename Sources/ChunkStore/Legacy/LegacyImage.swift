@@ -3,7 +3,7 @@
 import Foundation
 
 /// A backy 2.4 chunked revision as an image.
-public final class LegacyImage: ImageReader, @unchecked Sendable {
+public final class LegacyImage: ImageReader, Sendable {
     public let map: LegacyMap
     public let store: ChunkStore
 

@@ -14,7 +14,7 @@
 // read-back. Callers say what their findings mean, in their own words.
 import Foundation
 
-public final class BackupCheck: @unchecked Sendable {
+public final class BackupCheck: Sendable {
     /// What a block is compared with.
     public enum Against: Sendable, Equatable {
         /// The new map (see above).

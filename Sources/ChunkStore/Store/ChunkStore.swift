@@ -4,7 +4,7 @@
 // same codec and re-checks the SHA-256. Zero chunks are never stored.
 import Foundation
 
-public final class ChunkStore: @unchecked Sendable {
+public final class ChunkStore: Sendable {
     /// Where the chunks live (the storage seam).
     public let chunks: ChunkObjects
 

@@ -11,6 +11,7 @@
 import Foundation
 import Logging
 
+// @unchecked Sendable: counters live in `Locked`; `fastHashes` and `progress` are changed only by the one thread that calls store(), outside its worker threads' run.
 public final class ChunkWriter: @unchecked Sendable {
     public struct Stats: Sendable {
         public var chunksRead = 0

@@ -9,6 +9,7 @@ import Glibc
 /// Threads that commit the chunks the workers wrote. At most `limit` puts
 /// wait; a failure is reported by the next `submit` or by `finish`, and
 /// every put after it is abandoned.
+// @unchecked Sendable: the queue, counters, failure, `stopping` and `threads` are read and changed only under `cond`.
 final class Committer: @unchecked Sendable {
     private let cond = NSCondition()
     private var queue: [PendingPut] = []

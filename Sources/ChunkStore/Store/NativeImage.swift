@@ -1,7 +1,7 @@
 // NativeImage: a native revision as an image: its binary map and the job's
 // chunk store; chunk i is the chunk its map names (zero chunks have none).
 
-public final class NativeImage: ImageReader, @unchecked Sendable {
+public final class NativeImage: ImageReader, Sendable {
     public let map: ChunkMap
     public let store: ChunkStore
 

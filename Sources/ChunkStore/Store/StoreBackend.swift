@@ -34,7 +34,7 @@ public enum StoredChunk: Hashable, Sendable, CustomStringConvertible {
 /// A stored object opened for reading (a chunk, a map, a pin list). Reads
 /// are positioned, so a reader reads what it needs where it needs it (a
 /// chunk's payload straight into the caller's buffer). Closed when released.
-public protocol StoredObject: AnyObject {
+public protocol StoredObject: AnyObject, Sendable {
     /// Its size when it was opened.
     var size: Int { get }
     /// False when something other than a plain object is in its place (a

@@ -10,6 +10,7 @@ import Rados
 public enum StoreFactory {
     /// CEPH_ARGS and CEPH_CONF, set once by the command line at start
     /// (library code never reads the environment).
+    // nonisolated(unsafe): set once by the command line (main) before any job is opened or thread started; only read after.
     nonisolated(unsafe) public static var cephEnvironment = CephEnvironment()
 
     /// What a job's local `config` says about its store.

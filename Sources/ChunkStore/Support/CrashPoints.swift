@@ -28,6 +28,7 @@ public enum CrashPoint: String, CaseIterable, Sendable {
 }
 
 public enum CrashPoints {
+    // nonisolated(unsafe): both are set only by arm(), at start-up before any other thread runs; then `armed` is only read and `remaining` changed only under `lock`.
     nonisolated(unsafe) private static var armed: CrashPoint?
     nonisolated(unsafe) private static var remaining = 0
     private static let lock = NSLock()

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: `fd` is opened, locked and closed only under `mutex` (deinit: no other reference is left).
 public final class FileLock: JobLock, @unchecked Sendable {
     public typealias Mode = LockMode
 

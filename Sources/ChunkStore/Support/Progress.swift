@@ -12,6 +12,7 @@ import Logging
 import Glibc
 #endif
 
+// @unchecked Sendable: every `var` is read and changed only under `lock`; `clock` is set in init (Date.init, or a test's clock).
 public final class ProgressMeter: @unchecked Sendable {
     public enum Style: Sendable, Equatable {
         /// One live line on this descriptor (a terminal).

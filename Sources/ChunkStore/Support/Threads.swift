@@ -13,6 +13,10 @@ public enum Threads {
         init(_ body: @escaping (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
     }
 
+    /// `body` runs on several threads at once but is not `@Sendable` (the
+    /// data path passes closures over buffers whose slots each thread
+    /// writes apart, and state behind `Locked`): the caller answers for
+    /// what it captures.
     public static func run(count: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var threads: [pthread_t] = []

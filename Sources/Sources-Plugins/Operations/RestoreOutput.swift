@@ -11,6 +11,7 @@ import Glibc
 /// made sparse. Files and block devices get a second descriptor opened with
 /// O_DIRECT for the aligned part of each write; targets that refuse direct
 /// I/O (at open or at the first write) are written through the page cache.
+// @unchecked Sendable: writes from several threads use only `let` descriptors (pwrite) and `Locked`; `finished` is changed by finish()/abandon() on the restore's own thread after its writers are joined.
 final class OutputFile: @unchecked Sendable {
     let fd: Int32
     /// The O_DIRECT descriptor, or -1.
@@ -27,7 +28,8 @@ final class OutputFile: @unchecked Sendable {
     /// Alignment of buffer, offset and length for direct writes (covers
     /// devices with 512-byte and 4 KiB logical blocks).
     static let directAlign = 4096
-    private static let zeros: UnsafeMutableRawBufferPointer = {
+    // nonisolated(unsafe): filled with zeros once, in the lazy initializer (which Swift runs once); only ever read after.
+    nonisolated(unsafe) private static let zeros: UnsafeMutableRawBufferPointer = {
         let b = UnsafeMutableRawBufferPointer.allocate(byteCount: ChunkMap.defaultChunkSize, alignment: 4096)
         b.initializeMemory(as: UInt8.self, repeating: 0)
         return b

@@ -19,6 +19,7 @@ public struct RBDExtent: Sendable, Equatable {
 
 /// An open RBD image (the head, or a snapshot read-only). Reads may run on
 /// several threads at once; close it once, after they are done.
+// @unchecked Sendable: `handle` is set in init and cleared by close(), which callers run once, after every reader is done (librbd allows concurrent reads on one image).
 public final class RBDImage: @unchecked Sendable {
     private var handle: rbd_image_t?
     let io: RadosIoctx

@@ -15,6 +15,7 @@ import Glibc
 /// librbd and the OSDs work while the workers hash and compress. `take(k)`
 /// waits for extent k, copies it out and starts the read `window` places
 /// further on. Memory: `window` buffers.
+// @unchecked Sendable: `slots`, `issueError`, `stopped` and `closed` are read and changed only under `cond`; each buffer is written by librados only while its slot's read is in flight and read by the one taker of that slot.
 public final class RBDReadAhead: @unchecked Sendable {
     private struct Slot {
         var completion: rbd_completion_t?

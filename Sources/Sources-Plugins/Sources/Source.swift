@@ -5,6 +5,7 @@ import Foundation
 import Logging
 
 /// Everything a source needs while it backs up one revision.
+// @unchecked Sendable: `extraStats` and `distrustReason` are set only by the source's backup() on the thread that runs it, before the caller reads them.
 public final class BackupContext: @unchecked Sendable {
     public let job: Job
     public let revision: Revision

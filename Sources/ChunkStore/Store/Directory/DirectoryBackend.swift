@@ -10,7 +10,7 @@ import Foundation
 import Glibc
 #endif
 
-public final class DirectoryBackend: StoreBackend, @unchecked Sendable {
+public final class DirectoryBackend: StoreBackend, Sendable {
     /// The job directory (a real path).
     public let jobPath: String
     public let chunks: ChunkObjects

@@ -11,7 +11,7 @@ import Foundation
 import Glibc
 #endif
 
-public final class DirectoryChunks: ChunkObjects, @unchecked Sendable {
+public final class DirectoryChunks: ChunkObjects, Sendable {
     /// The chunk directory's name in a job directory.
     public static let directoryName = "chunks"
     public static let suffix = ".chunk"
@@ -91,7 +91,7 @@ public final class DirectoryChunks: ChunkObjects, @unchecked Sendable {
     }
 
     /// A chunk file written to its temp name, not yet fsynced and renamed.
-    final class PendingFile: PendingPut, @unchecked Sendable {
+    final class PendingFile: PendingPut, Sendable {
         let id: ChunkID
         let fd: Int32
         let tmp: String

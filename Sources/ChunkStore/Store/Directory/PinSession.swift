@@ -15,6 +15,7 @@ import Foundation
 import Glibc
 #endif
 
+// @unchecked Sendable: `fd` is set in init and closed once (under `mutex`, after `closed`); `linkedMaps` and `closed` are read and changed only under `mutex`.
 public final class PinSession: StoreSession, @unchecked Sendable {
     public static let directoryName = ".pins"
     public static let gateName = "gate"

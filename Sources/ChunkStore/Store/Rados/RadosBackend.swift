@@ -11,6 +11,7 @@ import Rados
 import Glibc
 #endif
 
+// @unchecked Sendable: only `let`s and `Locked` values (the session table holds weak references).
 public final class RadosBackend: StoreBackend, @unchecked Sendable {
     public static let defaultLockDuration: Double = 30
 

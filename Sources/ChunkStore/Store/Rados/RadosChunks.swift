@@ -13,6 +13,7 @@ import Rados
 import Glibc
 #endif
 
+// @unchecked Sendable: only `let`s (an ioctx, which librados lets threads share, and a `Locked` gate).
 public final class RadosChunks: ChunkObjects, @unchecked Sendable {
     let io: RadosIoctx
     /// The exclusive gate hold of a running purge batch (the backend's).
@@ -88,6 +89,7 @@ public final class RadosChunks: ChunkObjects, @unchecked Sendable {
     }
 
     /// A write_full in flight.
+    // @unchecked Sendable: only `let`s; its completion is waited for by the one committer that takes it.
     final class PendingWrite: PendingPut, @unchecked Sendable {
         let id: ChunkID
         let size: Int

@@ -15,6 +15,7 @@ import Rados
 import Glibc
 #endif
 
+// @unchecked Sendable: `pinnedMaps` and `closed` are read and changed only under `mutex`; the rest is `let`.
 final class RadosSession: StoreSession, @unchecked Sendable {
     static let aliveLock = "alive"
 

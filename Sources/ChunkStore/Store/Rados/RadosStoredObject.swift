@@ -18,7 +18,7 @@ final class RadosStoredObject: StoredObject {
     let oid: String
     let size: Int
     var isPlain: Bool { true }
-    private var head: [UInt8]
+    private let head: [UInt8]
 
     private init(io: RadosIoctx, oid: String, size: Int, head: [UInt8]) {
         self.io = io
