@@ -381,8 +381,11 @@ final class ClusterSchedulerTests: XCTestCase {
             return child > 0
         }, "the backup child runs")
         kill(a.pid, SIGSTOP)
-        // Slow the child down (stopped 1.5 s of every 1.7 s: its own job
-        // locks, 6 s, stay renewed) until it has given up or finished.
+        // Slow the child down (stopped 1.5 s of every 1.55 s: its own job
+        // locks, 6 s, stay renewed) until it has given up or finished. At
+        // 1/30 of its speed a backup of 64 MiB takes longer than the 8 s
+        // after which less than a third of the lease is left, also on a
+        // quiet machine (at 1.5 s of every 1.7 s it finished within them).
         let stalled = Date()
         // (A child that exited stays a zombie: its parent is stopped.)
         func alive() -> Bool {
@@ -390,13 +393,14 @@ final class ClusterSchedulerTests: XCTestCase {
                   let close = st.lastIndex(of: ")") else { return false }
             return !st[st.index(after: close)...].hasPrefix(" Z")
         }
-        while alive() && Date().timeIntervalSince(stalled) < 90 {
+        while alive() && Date().timeIntervalSince(stalled) < 120 {
             kill(child, SIGSTOP)
             usleep(1_500_000)
             kill(child, SIGCONT)
-            usleep(200_000)
+            usleep(50_000)
         }
         kill(child, SIGCONT)
+        XCTAssertTrue(E2E.wait(timeout: 30) { !alive() }, "the stalled node's backup ends")
         print("the stalled node's backup ended \(String(format: "%.1f", Date().timeIntervalSince(stalled))) s after the stall")
         let log = (try? String(contentsOfFile: a.base + "/\(job)/backy.log", encoding: .utf8)) ?? ""
         XCTAssertTrue(log.contains("the scheduler's lease on this job may lapse"),
