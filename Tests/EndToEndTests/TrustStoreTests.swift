@@ -224,6 +224,41 @@ final class TrustStoreTests: XCTestCase {
         for n in drop { XCTAssertFalse(FileManager.default.fileExists(atPath: t.job + "/" + n), "\(n) of a dead writer goes") }
     }
 
+    /// A map whose revision is gone (a copy killed between map and
+    /// revision) keeps its chunks only until the next backup removes it;
+    /// a map that is a directory is left, with a warning, and the backup
+    /// goes on.
+    func testMapWithoutRevisionIsRemovedByTheNextBackup() throws {
+        let t = Trust.job(self, mib: 9, tags: ["daily", "daily"])
+        let orphan = Trust.newID(4242), odd = Trust.newID(4343)
+        try FileManager.default.copyItem(atPath: t.job + "/\(t.revs[1]).map", toPath: t.job + "/\(orphan).map")
+        XCTAssertEqual(E2E.backy(["-b", t.job, "forget", "-r", t.revs[1]]).code, 0)
+        XCTAssertEqual(E2E.backy(["-b", t.job, "purge"]).code, 0)
+        try FileManager.default.createDirectory(atPath: t.job + "/\(odd).map", withIntermediateDirectories: false)
+        // Chunks 0, 1, 2 of the first revision and 2' of the second, which
+        // the orphan map still names.
+        XCTAssertEqual(Trust.chunkFiles(t.job).count, 4)
+        E2E.write(t.img, E2E.randomBytes(1 << 20, seed: Trust.seed &+ 99), at: 8 << 20)
+        let b = E2E.backy(["-b", t.job, "backup", "daily"])
+        XCTAssertEqual(b.code, 0, b.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: t.job + "/\(orphan).map"), "the orphan map is gone")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: t.job + "/\(odd).map"), "a directory is not removed")
+        let log = try String(contentsOfFile: t.job + "/backy.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("\(orphan).map: its revision is gone"), log)
+        XCTAssertTrue(log.contains("Cannot remove \(t.job)/\(odd).map"), log)
+        // (purge refuses a map it cannot read, a directory included: item 3)
+        try FileManager.default.removeItem(atPath: t.job + "/\(odd).map")
+        XCTAssertEqual(E2E.backy(["-b", t.job, "purge"]).code, 0)
+        // 0, 1, 2 and the new 2'': 2' went with the orphan map.
+        XCTAssertEqual(Trust.chunkFiles(t.job).count, 4)
+        let revs = E2E.revisionIDs(t.job)
+        XCTAssertEqual(revs.count, 2)
+        XCTAssertEqual(E2E.backy(["-b", t.job, "verify"]).code, 0)
+        let out = t.dir + "/first.img"
+        XCTAssertEqual(E2E.backy(["-b", t.job, "restore", "-r", t.revs[0], out]).code, 0)
+        XCTAssertEqual(E2E.sha256(file: out), t.sha[0])
+    }
+
     // MARK: purge reads only the head of a cowfile image (item 6)
 
     func testPurgeDoesNotReadCowfileImagesIntoMemory() throws {

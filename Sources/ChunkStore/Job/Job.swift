@@ -257,8 +257,44 @@ public final class Job: Sendable {
             try removeRevision(r.id)
             removed.append(r.id)
         }
+        try removeOrphanMaps()
         // Leftovers of interrupted metadata writes whose writer is gone.
         try backend.removeStaleTemporaries()
+        return removed
+    }
+
+    /// Removes maps whose revision is gone (their chunks would stay
+    /// referenced for ever): left by a `copy` killed between the map and
+    /// the revision, or, in RADOS, by a late write of a run that lost its
+    /// lease after the next holder removed its revision (docs/rados.md).
+    /// Only under the job's backup lock: a backup creates its revision
+    /// before its map, and a copy holds the lock, so no writer is between
+    /// the two. A revision listed after its map is looked up again.
+    /// Returns the revision ids whose maps went.
+    @discardableResult
+    public func removeOrphanMaps() throws -> [String] {
+        var revisions = Set<String>()
+        var maps: [String] = []
+        for object in try backend.listReferenceObjects() {
+            switch object {
+            case .revision(let id): revisions.insert(id)
+            case .map(let id): maps.append(id)
+            default: break
+            }
+        }
+        var removed: [String] = []
+        for id in maps where !revisions.contains(id) {
+            let map = backend.location(of: .map(id))
+            do {
+                guard try backend.version(of: .revision(id)) == nil else { continue }
+                log.info("Removing \(map): its revision is gone")
+                try backend.remove(.map(id), durable: false)
+                removed.append(id)
+            } catch {
+                // Left for the operator; the backup goes on.
+                log.warning("Cannot remove \(map) (its revision is gone): \(error)")
+            }
+        }
         return removed
     }
 
