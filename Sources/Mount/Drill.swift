@@ -92,8 +92,6 @@ public struct DrillResult: Codable, Sendable, Equatable {
 }
 
 public enum Drill {
-    /// The job file holding the last drill's result.
-    public static let recordName = "drill.json"
     public static let defaultTimeLimit: Double = 3600
 
     /// GPT and MBR partition types that are meant to hold a Linux or
@@ -242,18 +240,19 @@ public enum Drill {
         }
     }
 
-    /// Writes the result to the job's drill.json (atomically).
-    public static func record(_ r: DrillResult, jobPath: String) throws {
+    /// Writes the result to the job's drill.json (atomically; in a RADOS
+    /// store the object every attached directory reads).
+    public static func record(_ r: DrillResult, job: Job) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try enc.encode(r)
-        try Posix.writeFileAtomically(jobPath + "/" + recordName, Array(data) + [10], mode: 0o644)
+        try job.backend.write(.drillRecord, Array(data) + [10], durable: true, crashPoint: nil)
     }
 
     /// The last recorded drill of a job, if any (nil for a missing or
-    /// unreadable file).
-    public static func last(jobPath: String) -> DrillResult? {
-        guard let bytes = try? Posix.readFile(jobPath + "/" + recordName, limit: 1 << 20) else { return nil }
+    /// unreadable record).
+    public static func last(job: Job) -> DrillResult? {
+        guard let bytes = try? job.backend.read(.drillRecord, limit: 1 << 20) else { return nil }
         return try? JSONDecoder().decode(DrillResult.self, from: Data(bytes))
     }
 

@@ -291,7 +291,7 @@ public final class SchedulerDaemon: @unchecked Sendable {
         j.nextTime = time
         j.nextTags = tags
         j.plannedAt = now
-        planDrill(j, now: now)
+        planDrill(j, history: history, now: now)
         setStatus(j, j.failures > 0 ? JobStatusText.retry : JobStatusText.waiting)
     }
 
@@ -455,6 +455,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
     /// A scheduled restore drill of the job's newest revision; then the next plan.
     private func executeDrill(_ j: JobState) {
         let name = j.def.name
+        // A RADOS job drills under its lease, and only if no node drilled
+        // it meanwhile (LeasedRuns.swift).
+        var lease: RadosLease?
+        if let spec = j.def.store {
+            guard let l = takeDrillLease(j, spec: spec) else { return }
+            lease = l
+        }
         log.info("\(name): running restore drill")
         cond.lock()
         j.drillAttempt = Date()
@@ -469,6 +476,10 @@ public final class SchedulerDaemon: @unchecked Sendable {
         }
         let rc = runChild(j, ["-b", j.path, "-l", j.path + "/backy.log", "drill"], what: "restore drill")
         log.debug("\(name): restore drill returned \(rc)")
+        if let lease {
+            lease.release()
+            cache.invalidate(jobPath: j.path)
+        }
         let history = cache.history(jobPath: j.path)
         cond.lock()
         defer {
@@ -710,12 +721,13 @@ public final class SchedulerDaemon: @unchecked Sendable {
         cond.unlock()
         let entries = snaps.sorted { $0.name.unicodeScalars.lexicographicallyPrecedes($1.name.unicodeScalars) }.map { s in
             let waiting = s.status == JobStatusText.waiting || s.status == JobStatusText.retry || s.status == JobStatusText.queued
-            var e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: cache.history(jobPath: s.path),
+            let history = cache.history(jobPath: s.path)
+            var e = JobStatusEntry.make(job: s.name, schedule: s.schedule, history: history,
                                         status: s.status, nextTime: waiting ? s.next : nil, nextTags: s.tags,
                                         failures: s.failures, now: now, problems: s.problem.map { [$0] } ?? [],
                                         since: JobStatusEntry.since(jobPath: s.path), lastError: s.lastError)
             e.node = s.node
-            DrillSchedule.fill(&e, interval: s.drill, jobPath: s.path, running: s.drillRun, now: now)
+            DrillSchedule.fill(&e, interval: s.drill, last: history.lastDrill, running: s.drillRun, now: now)
             return (s.job, e)
         }
         // Log each job's problems once when they change.

@@ -62,11 +62,11 @@ public enum DrillSchedule {
 }
 
 extension DrillSchedule {
-    /// Sets an entry's drill fields from the job's drill.json; a queued or
+    /// Sets an entry's drill fields from the job's last drill; a queued or
     /// running drill shows in its status.
-    static func fill(_ e: inout JobStatusEntry, interval: Int?, jobPath: String, running: Bool, now: Date) {
+    static func fill(_ e: inout JobStatusEntry, interval: Int?, last: DrillResult?, running: Bool, now: Date) {
         guard let interval else { return }
-        (e.drill, e.lastDrill, e.lastDrillResult) = state(interval: interval, last: Drill.last(jobPath: jobPath), now: now)
+        (e.drill, e.lastDrill, e.lastDrillResult) = state(interval: interval, last: last, now: now)
         if running {
             if e.status == JobStatusText.running { e.status = "running restore drill" }
             if e.status == JobStatusText.queued { e.status = "queued for restore drill" }
@@ -76,13 +76,14 @@ extension DrillSchedule {
 
 extension SchedulerDaemon {
     /// Sets a job's next drill time from its configuration and last drill
-    /// (under the daemon's lock).
-    func planDrill(_ j: JobState, now: Date) {
+    /// (in `history`: a RADOS job's, whichever node ran it; under the
+    /// daemon's lock).
+    func planDrill(_ j: JobState, history: JobHistory, now: Date) {
         guard let interval = j.def.drillInterval else {
             j.drillNext = nil
             return
         }
-        let recorded = Drill.last(jobPath: j.path)?.date
+        let recorded = history.lastDrill?.date
         let last = [recorded, j.drillAttempt].compactMap { $0 }.max()
         j.drillNext = DrillSchedule.next(jobName: j.def.name, interval: interval, last: last, now: now)
     }

@@ -4,12 +4,13 @@
 // redone only when the directory's mtime changes (every revision write, rename or
 // removal changes it), so the status writer and `jobs` stay cheap with 1,000 jobs.
 // A history also carries the job's problems (ignored revision files, damaged
-// revisions, a directory that cannot be read); future-dated revisions are
-// told apart at the time of asking.
+// revisions, a directory that cannot be read) and its last restore drill;
+// future-dated revisions are told apart at the time of asking.
 
 import ChunkStore
 import Foundation
 import Logging
+import Mount
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,6 +35,8 @@ public struct JobHistory: Sendable {
     /// What is wrong with the job's files, one line each: revision files
     /// that are ignored, damaged revisions, a directory that cannot be read.
     public var problems: [String]
+    /// The job's last restore drill (its drill.json), if any.
+    public var lastDrill: DrillResult?
 
     public init(revisions: [ScheduleRevision] = [], last: LastBackup? = nil, problems: [String] = []) {
         self.revisions = revisions
@@ -85,6 +88,7 @@ public struct JobHistory: Sendable {
             LastBackup(id: $0.id, timestamp: $0.timestamp, tags: $0.tags, duration: $0.duration)
         }
         h.last = h.backups.last
+        h.lastDrill = Drill.last(job: job)
         if let line = report.ignoredSummary { h.problems.append(line) }
         var damaged: [String] = []
         for r in revs { if let why = job.damage(of: r) { damaged.append("\(r.id) (\(why))") } }

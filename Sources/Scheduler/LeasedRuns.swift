@@ -3,7 +3,9 @@
 // it: a lease another node holds means that node runs the job, and this one
 // looks again a few seconds later), re-read the job's history from RADOS,
 // and run only if the slot is still due; write the job's run record at the
-// end while the lease is still held, then release it. Also the shared view:
+// end while the lease is still held, then release it. A restore drill of a
+// RADOS job also runs under the lease, and only if the job's drill record
+// (shared in the store) says no node drilled it meanwhile. Also the shared view:
 // the status writer reads, for every RADOS job, who holds its lease and its
 // run record, so every node shows the same failures, last error and node.
 
@@ -107,8 +109,42 @@ extension SchedulerDaemon {
         return (lease, due)
     }
 
-    /// A slot this node does not run: free the worker and plan again
-    /// (`retryAt`: look again then with the same tags; else from `history`).
+    /// Takes the job's lease for a restore drill and reads the job's last
+    /// drill anew: a drill runs on one node at a time, and once per
+    /// interval across them (the drill record is shared in the store).
+    /// nil: not now (the drill is planned again and the worker is free).
+    func takeDrillLease(_ j: JobState, spec: RadosStoreSpec) -> RadosLease? {
+        let name = j.def.name
+        let outcome: JobLeases.Outcome
+        do {
+            outcome = try leases.take(spec)
+        } catch {
+            log.error("\(name): cannot take the job's lease for its restore drill: \(error); trying again in \(Int(leasePoll)) s")
+            skipped(j, holder: nil, retryAt: Date().addingTimeInterval(leasePoll), history: nil)
+            return nil
+        }
+        switch outcome {
+        case .held(let other):
+            log.info("\(name): lease held by \(other); restore drill later (looking again in \(Int(leasePoll)) s)")
+            skipped(j, holder: other, retryAt: Date().addingTimeInterval(leasePoll), history: nil)
+            return nil
+        case .taken(let lease):
+            cache.invalidate(jobPath: j.path)
+            let history = cache.history(jobPath: j.path)
+            if let interval = j.def.drillInterval, let last = history.lastDrill?.date,
+               Date().timeIntervalSince(last) < Double(interval) / 2 {
+                lease.release()
+                log.info("\(name): restore drill ran at \(Timestamp.format(last)); planning the next")
+                skipped(j, holder: nil, retryAt: nil, history: history)
+                return nil
+            }
+            return lease
+        }
+    }
+
+    /// A slot (or a drill) this node does not run: free the worker and plan
+    /// again (`retryAt`: look again then with the same tags; else from
+    /// `history`).
     func skipped(_ j: JobState, holder: String?, retryAt: Date?, history: JobHistory?, record: RunRecord? = nil) {
         cond.lock()
         defer {
@@ -116,6 +152,8 @@ extension SchedulerDaemon {
             cond.broadcast()
             cond.unlock()
         }
+        let drill = j.drillRun
+        j.drillRun = false
         if let holder { j.holder = holder }
         if let record { adopt(record, into: j) }
         if j.removed {
@@ -129,7 +167,7 @@ extension SchedulerDaemon {
         }
         if stopping { return }
         if let retryAt {
-            j.nextTime = retryAt
+            if drill { j.drillNext = retryAt } else { j.nextTime = retryAt }
             setStatus(j, j.failures > 0 ? JobStatusText.retry : JobStatusText.waiting)
         } else {
             plan(j, history: history ?? JobHistory(), now: Date())

@@ -49,9 +49,9 @@ struct DrillCommand: ParsableCommand {
             }
             let r = Drill.run(job: job, spec: revision, timeLimit: timeLimit, log: log)
             do {
-                try Drill.record(r, jobPath: job.path)
+                try Drill.record(r, job: job)
             } catch {
-                log.error("cannot record the drill in \(job.path): \(error)")
+                log.error("cannot record the drill in \(job.backend.location(of: .drillRecord)): \(error)")
             }
             log.info("Drill of revision \(r.revision ?? "?"): \(r.verdict)\(r.failedNames.isEmpty ? "" : " (\(r.failedNames.joined(separator: ", ")))")")
             if json {

@@ -10,9 +10,11 @@
 // dead node is left, and the restarted node takes work again; a scheduler
 // that stalls (SIGSTOP) while its backup runs: the backup commits nothing
 // once the lease may lapse, and the node that took the lease over fenced
-// its revision. Images are random from a printed seed (BACKY_TEST_SEED
-// replays one).
+// its revision; restore drills of a RADOS job run under its lease, once
+// per interval across the nodes, recorded in the store. Images are random
+// from a printed seed (BACKY_TEST_SEED replays one).
 import Foundation
+import TestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -24,12 +26,7 @@ final class ClusterSchedulerTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        let c = TestCephCluster(prefix: "backy-leases")
-        if c.start() {
-            let r = c.tool("ceph", ["osd", "pool", "create", pool, "8", "8"])
-            if r.code != 0 { XCTFail("cannot create pool \(pool): \(r.stderr)") }
-        }
-        cluster = c
+        cluster = TestCephCluster.withPool(prefix: "backy-leases", pool: pool)
     }
 
     override class func tearDown() {
@@ -41,9 +38,7 @@ final class ClusterSchedulerTests: XCTestCase {
     var cluster: TestCephCluster { ClusterSchedulerTests.cluster! }
 
     override func setUpWithError() throws {
-        guard let c = ClusterSchedulerTests.cluster, c.started else {
-            throw E2E.unavailable("no Ceph test cluster: \(ClusterSchedulerTests.cluster?.startError ?? "")")
-        }
+        try TestCephCluster.require(ClusterSchedulerTests.cluster)
     }
 
     // MARK: - helpers
@@ -513,5 +508,73 @@ final class ClusterSchedulerTests: XCTestCase {
         Thread.sleep(forTimeInterval: 10)
         XCTAssertEqual(check(a).0, 0, "a stopped node is no warning: \(check(a).1)")
         for n in [a, b] { XCTAssertEqual(n.stop(), 0) }
+    }
+    /// Restore drills of a RADOS job run under its lease, once per drill
+    /// interval across the nodes: the drill record lives in the store
+    /// (`drill.json`), no job directory holds one, and every node's status
+    /// file shows the same last drill.
+    func testDrillsOfARadosJobRunOnceAcrossNodes() throws {
+        try MountFixture.require(DrillTests.tools)
+        let tag = String(UUID().uuidString.prefix(4).lowercased())
+        let job = "dr\(tag)"
+        let images = E2E.tempDir(self, "drill-images")
+        let disk = MountFixture.bare(images, seed: MountFixture.seed &+ 41)
+        let pool = ClusterSchedulerTests.pool
+        // The job's revision before the schedulers start (its daily slot is
+        // hours away): only drills run.
+        let seedJob = images + "/seed-job"
+        for args in [["init", "--store", "rados:\(pool)/\(job)", "file", disk.image], ["backup", "daily"]] {
+            let r = E2E.backy(["-b", seedJob] + args, env: cluster.env)
+            XCTAssertEqual(r.code, 0, r.stderr)
+        }
+        let drill = Int(TestSlack.scaled(6.0))
+        let text = """
+            global:
+              base-dir: base
+              worker-limit: 2
+              status-interval: 1
+              telnet-addrs: 127.0.0.1
+              telnet-port: @PORT@
+              store: rados:\(pool)
+              lease: 3s
+            schedules:
+              slow:
+                daily: {interval: 1d, keep: 2}
+            jobs:
+              \(job):
+                schedule: slow
+                drill: \(drill)s
+                source: {type: file, filename: \(disk.image)}
+
+            """
+        let nodes = ["a", "b"].map { Node(self, name: "\(tag)\($0)", env: cluster.env) }
+        for n in nodes { n.start(text) }
+        let span = 8 * drill
+        Thread.sleep(forTimeInterval: Double(span))
+        let drills = nodes.map { $0.events("running restore drill").filter { $0.job == job }.count }
+        let total = drills.reduce(0, +)
+        print("\(name): drills per node \(drills) in \(span) s, interval \(drill) s")
+        // One per interval across both (each node alone would drill about
+        // span / interval times: twice that together).
+        XCTAssertGreaterThanOrEqual(total, 2, "drills ran: \(drills)")
+        XCTAssertLessThanOrEqual(total, span / drill + 2, "drills ran once per interval across the nodes: \(drills)")
+        for n in nodes {
+            XCTAssertEqual(n.events("finished restore drill with return code").filter { $0.job == job && !$0.line.hasSuffix("code 0") }.count, 0,
+                           "clean drills on \(n.name)")
+        }
+        XCTAssertTrue(objects(job).contains("drill.json"), "the drill record is in the store")
+        for n in nodes { XCTAssertFalse(FileManager.default.fileExists(atPath: n.base + "/\(job)/drill.json"), "no local drill record on \(n.name)") }
+        // The same last drill in every status file.
+        func lastDrill(_ n: Node) -> String? {
+            let text = (try? String(contentsOfFile: n.status, encoding: .utf8)) ?? ""
+            return text.components(separatedBy: "\n").first { value($0, "job") == job }.flatMap { value($0, "last_drill") }
+        }
+        var seen: [String?] = []
+        XCTAssertTrue(E2E.wait(timeout: 20) {
+            seen = nodes.map(lastDrill)
+            return seen[0] != nil && seen[0] != "-" && seen.allSatisfy { $0 == seen[0] }
+        }, "the same last drill on every node: \(seen)")
+        for n in nodes { XCTAssertEqual(n.stop(), 0) }
+        XCTAssertEqual(leaseHolders(job), [], "no lease left held")
     }
 }

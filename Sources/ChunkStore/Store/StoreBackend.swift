@@ -160,6 +160,9 @@ public enum StoreObjectName: Hashable, Sendable {
     case quarantineReport(String)
     /// A best-effort restore's damage report (by file name).
     case damageReport(String)
+    /// The last restore drill's result (`drill.json`: in RADOS shared by
+    /// every attached directory and scheduler, like the revisions).
+    case drillRecord
     /// The job's source (`config`: in a job directory the local config
     /// itself; in a RADOS store an object the attached directories share).
     case sourceConfig

@@ -41,6 +41,7 @@ public final class DirectoryBackend: StoreBackend, Sendable {
         case .quarantineReport(let name): return jobPath + "/" + quarantineDirectory + "/" + name
         case .damageReport(let name): return jobPath + "/" + name
         case .sourceConfig: return jobPath + "/config"
+        case .drillRecord: return jobPath + "/drill.json"
         }
     }
 
@@ -95,7 +96,7 @@ public final class DirectoryBackend: StoreBackend, Sendable {
     static func mode(of object: StoreObjectName) -> mode_t {
         switch object {
         case .revision, .map, .legacyData, .pins, .pinnedMap, .sourceConfig: return 0o440
-        case .verifiedIndex, .quarantineReport, .damageReport: return 0o644
+        case .verifiedIndex, .quarantineReport, .damageReport, .drillRecord: return 0o644
         }
     }
 

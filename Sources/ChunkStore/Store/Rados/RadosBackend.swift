@@ -122,6 +122,7 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
         case .quarantineReport(let name): return RadosNames.quarantinePrefix + name
         case .damageReport(let name): return RadosNames.damagePrefix + name
         case .sourceConfig: return RadosNames.config
+        case .drillRecord: return RadosNames.drill
         }
     }
 

@@ -46,6 +46,7 @@ enum RadosNames {
     static let markerContent = "backy RADOS store v1\n"
     static let config = "config"
     static let verified = "verified"
+    static let drill = "drill.json"
     static let chunkPrefix = "chunk/"
     static let revisionPrefix = "rev/"
     static let mapPrefix = "map/"
