@@ -2,6 +2,7 @@
 // monitor, one memstore OSD on 127.0.0.1, from scripts/ceph-test-cluster),
 // started in the class's setUp and stopped in its tearDown.
 import Foundation
+import XCTest
 
 // @unchecked Sendable: `started` and `startError` are set by start() in the class's setUp, before the tests read them.
 final class TestCephCluster: @unchecked Sendable {
@@ -39,6 +40,23 @@ final class TestCephCluster: @unchecked Sendable {
     func stop() {
         if started { E2E.run(TestCephCluster.script, ["stop", dir], timeout: 60) }
         started = false
+    }
+
+    /// A started cluster with pool `pool`, for a test class's setUp (a
+    /// pool that cannot be created fails the class).
+    static func withPool(prefix: String, pool: String) -> TestCephCluster {
+        let c = TestCephCluster(prefix: prefix)
+        if c.start() {
+            let r = c.tool("ceph", ["osd", "pool", "create", pool, "8", "8"])
+            if r.code != 0 { XCTFail("cannot create pool \(pool): \(r.stderr)") }
+        }
+        return c
+    }
+
+    /// For a test's setUp: the class's cluster if it started, else why the
+    /// test cannot run (E2E.unavailable: a failure unless BACKY_ALLOW_SKIPS).
+    static func require(_ c: TestCephCluster?) throws {
+        guard let c, c.started else { throw E2E.unavailable("no Ceph test cluster: \(c?.startError ?? "")") }
     }
 
     /// Runs a Ceph command-line tool (`ceph`, `rados`, `rbd`) on this cluster.

@@ -97,13 +97,9 @@ extension RadosStoreTests {
     /// there: bit-exact), and into its own directory, after which set-store
     /// makes it a directory job again that backs up and restores.
     func testCopyRadosJobToDirectoryAndOtherNamespace() throws {
-        let d = E2E.tempDir(self, "copy-rados-out")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 5, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("copy-rados-out", chunks: 5)
         let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         var want: [String] = []
         for i in 0..<2 {
             if i > 0 { E2E.write(img, E2E.randomBytes(4 * RadosStoreTests.mib, seed: s &+ 77), at: 0) }

@@ -18,12 +18,7 @@ final class RadosStoreTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        let c = TestCephCluster(prefix: "backy-rados")
-        if c.start() {
-            let r = c.tool("ceph", ["osd", "pool", "create", pool, "8", "8"])
-            if r.code != 0 { XCTFail("cannot create pool \(pool): \(r.stderr)") }
-        }
-        cluster = c
+        cluster = TestCephCluster.withPool(prefix: "backy-rados", pool: pool)
     }
 
     override class func tearDown() {
@@ -35,9 +30,7 @@ final class RadosStoreTests: XCTestCase {
     var cluster: TestCephCluster { RadosStoreTests.cluster! }
 
     override func setUpWithError() throws {
-        guard let c = RadosStoreTests.cluster, c.started else {
-            throw E2E.unavailable("no Ceph test cluster: \(RadosStoreTests.cluster?.startError ?? "")")
-        }
+        try TestCephCluster.require(RadosStoreTests.cluster)
     }
 
     // MARK: helpers
@@ -85,6 +78,21 @@ final class RadosStoreTests: XCTestCase {
         }
     }
 
+    /// A test's directory, seed (printed), image of `chunks` chunks
+    /// (`makeImage`, at DIR/disk.img) and a fresh namespace.
+    func fixture(_ tag: String, chunks: Int) -> (dir: String, seed: UInt64, img: String, ns: String) {
+        let d = E2E.tempDir(self, tag)
+        let s = seed()
+        let img = d + "/disk.img"
+        makeImage(img, chunks: chunks, seed: s)
+        return (d, s, img, namespace())
+    }
+
+    /// `backy -b JOB init --store rados:POOL/NS file IMG`.
+    func initRados(_ job: String, ns: String, img: String, file: StaticString = #filePath, line: UInt = #line) {
+        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img], file: file, line: line)
+    }
+
     /// Restores `rev` of `job` and returns the sha256 of what came out.
     func restoredSHA(_ job: String, _ rev: String, dir: String, file: StaticString = #filePath, line: UInt = #line) -> String {
         let out = dir + "/restore-\(UUID().uuidString.prefix(6))"
@@ -126,14 +134,10 @@ final class RadosStoreTests: XCTestCase {
     /// distinct non-zero chunks, the job directory none; status, find,
     /// verify (-r, --sample, distrusted), forget and purge work on it.
     func testFileSourceRoundTripsAndCommands() throws {
-        let d = E2E.tempDir(self, "rados-rt")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 10, seed: s)
+        let (d, s, img, ns) = fixture("rados-rt", chunks: 10)
         let sha1 = E2E.sha256(file: img)
-        let ns = namespace()
         let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         XCTAssertEqual(try String(contentsOfFile: job + "/config", encoding: .utf8), "{store: rados:\(RadosStoreTests.pool)/\(ns)}\n")
         backy(["-b", job, "backup", "daily"])
         // 10 chunks, 2 of them zero: 8 chunk objects.
@@ -215,11 +219,7 @@ final class RadosStoreTests: XCTestCase {
     /// revisions; another source is refused (one error line, exit 1, no
     /// directory made) unless --force; a namespace without a job is named.
     func testAttachSecondDirectory() throws {
-        let d = E2E.tempDir(self, "rados-attach")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 3, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("rados-attach", chunks: 3)
         let store = "rados:\(RadosStoreTests.pool)/\(ns)"
         backy(["-b", d + "/a", "init", "--store", store, "file", img])
         backy(["-b", d + "/a", "backup", "daily"])
@@ -262,12 +262,8 @@ final class RadosStoreTests: XCTestCase {
     /// backs up; purge calls the dead session dead, and every finished
     /// revision restores bit-exact.
     func testKilledBackupReleasesItsLocksAfterTheirDuration() throws {
-        let d = E2E.tempDir(self, "rados-kill")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 40, seed: s)
+        let (d, s, img, ns) = fixture("rados-kill", chunks: 40)
         let sha = E2E.sha256(file: img)
-        let ns = namespace()
         let store = "rados:\(RadosStoreTests.pool)/\(ns)"
         let a = d + "/a", b = d + "/b"
         backy(["-b", a, "init", "--store", store, "file", img])
@@ -414,11 +410,7 @@ final class RadosStoreTests: XCTestCase {
     /// written): the backup's revision restores bit-exact, and purge
     /// removed nothing it relied on.
     func testPurgeBesideARunningBackupKeepsItsChunks() throws {
-        let d = E2E.tempDir(self, "rados-pin")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 30, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("rados-pin", chunks: 30)
         let store = "rados:\(RadosStoreTests.pool)/\(ns)"
         let a = d + "/a", b = d + "/b"
         backy(["-b", a, "init", "--store", store, "file", img])
@@ -534,13 +526,9 @@ final class RadosStoreTests: XCTestCase {
     /// the killed one's locks lapsed) succeeds, and every finished revision
     /// restores bit-exact; a purge afterwards keeps them whole.
     func testBackupKilledAtEachStepOfItsWrites() throws {
-        let d = E2E.tempDir(self, "rados-crash")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 6, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("rados-crash", chunks: 6)
         let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         try setLockDuration(job, 2)
         backy(["-b", job, "backup", "daily"])
         var want: [String: String] = [:]
@@ -574,16 +562,51 @@ final class RadosStoreTests: XCTestCase {
         XCTAssertEqual(objects(ns).filter { $0.hasPrefix("session/") }, [])
     }
 
+    /// A map object whose revision is gone (a late write of a run that lost
+    /// its lease after the next holder removed its revision, or a killed
+    /// copy) keeps its chunks only until the next backup removes it; then
+    /// purge drops them.
+    func testMapObjectWithoutRevisionIsRemovedByTheNextBackup() throws {
+        let (d, s, img, ns) = fixture("rados-orphan", chunks: 5)
+        let job = d + "/job"
+        initRados(job, ns: ns, img: img)
+        backy(["-b", job, "backup", "daily"])
+        let sha1 = E2E.sha256(file: img)
+        E2E.write(img, E2E.randomBytes(4 * RadosStoreTests.mib, seed: s &+ 1000), at: 0)
+        backy(["-b", job, "backup", "daily"])
+        let ids = revisionIDs(job)
+        XCTAssertEqual(ids.count, 2)
+        let orphan = Trust.newID(Int(s % 100_000) + 17)
+        let saved = d + "/map"
+        for args in [["get", "map/\(ids[1])", saved], ["put", "map/\(orphan)", saved]] {
+            let r = cluster.tool("rados", ["-p", RadosStoreTests.pool, "-N", ns] + args)
+            XCTAssertEqual(r.code, 0, r.stderr)
+        }
+        backy(["-b", job, "forget", "-r", ids[1]])
+        backy(["-b", job, "purge"])
+        // Chunks 0-3 of the first image (chunk 4 is zero) and the second
+        // revision's chunk 0, which the orphan map still names.
+        XCTAssertEqual(chunkObjects(ns).count, 5)
+        E2E.write(img, E2E.randomBytes(4 * RadosStoreTests.mib, seed: s &+ 2000), at: 0)
+        backy(["-b", job, "backup", "daily"])
+        XCTAssertFalse(objects(ns).contains("map/\(orphan)"), "the orphan map is gone")
+        let log = try String(contentsOfFile: job + "/backy.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("Removing rados:\(RadosStoreTests.pool)/\(ns)/map/\(orphan): its revision is gone"), log)
+        backy(["-b", job, "purge"])
+        XCTAssertEqual(chunkObjects(ns).count, 5, "the orphan's chunk went, the new one came")
+        let now = revisionIDs(job)
+        XCTAssertEqual(now.count, 2)
+        XCTAssertEqual(objects(ns).filter { $0.hasPrefix("map/") }.sorted(), now.map { "map/\($0)" }.sorted())
+        XCTAssertEqual(restoredSHA(job, ids[0], dir: d), sha1)
+        XCTAssertEqual(restoredSHA(job, now[1], dir: d), E2E.sha256(file: img))
+    }
+
     /// The NBD server serves a RADOS job's revisions bit-exact, and its
     /// session's pinned map is gone once the client is done.
     func testNBDServerServesRadosJob() throws {
-        let d = E2E.tempDir(self, "rados-nbd")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 5, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("rados-nbd", chunks: 5)
         let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         backy(["-b", job, "backup", "daily"])
         let port = E2E.freePort()
         let p = Process()

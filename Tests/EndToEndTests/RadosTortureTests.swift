@@ -23,7 +23,7 @@ extension RadosStoreTests {
         let job = d + "/job", copy = d + "/copy"
         let duration: UInt32 = 2
         let ns = namespace(), ns2 = namespace()
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         try setLockDuration(job, Int(duration))
         backy(["-b", job, "backup", "daily"])
         // Finished revisions (of the job; the copy holds a subset) and the
@@ -128,13 +128,9 @@ extension RadosStoreTests {
     /// after SIGCONT the next backup succeeds, and every revision restores
     /// bit-exact.
     func testOSDStoppedMidBackupFailsInBoundedTime() throws {
-        let d = E2E.tempDir(self, "rados-osd-stop")
-        let s = seed()
-        let img = d + "/disk.img"
-        makeImage(img, chunks: 40, seed: s)
-        let ns = namespace()
+        let (d, s, img, ns) = fixture("rados-osd-stop", chunks: 40)
         let job = d + "/job"
-        backy(["-b", job, "init", "--store", "rados:\(RadosStoreTests.pool)/\(ns)", "file", img])
+        initRados(job, ns: ns, img: img)
         // Operations time out after max(5 s, a third of the duration).
         try setLockDuration(job, 15)
         backy(["-b", job, "backup", "daily"])
