@@ -15,7 +15,7 @@ struct DrillCommand: ParsableCommand {
             read-only checker on its partition (e2fsck -fn for ext2/3/4, xfs_repair -n for XFS, \
             fsck.vfat -n for FAT) within --time-limit for the whole drill. A partition meant for a \
             filesystem (Linux, Microsoft basic data, EFI) that holds none fails; LVM, LUKS and swap \
-            are skipped. The result is recorded in the job directory (drill.json) and printed. \
+            are skipped. The result is recorded in the job (drill.json: in the job directory, or in the RADOS store) and printed. \
             Exit 0 every filesystem clean, 1 a filesystem or the partition table failed, 2 the \
             drill could not run (unknown revision, a checker that could not finish, nothing to check).
             """)
