@@ -39,24 +39,16 @@ extension SchedulerDaemon {
     func takeSlot(_ j: JobState, def: JobDefinition, spec: RadosStoreSpec, tags: Set<String>, due: Date,
                   manual: Bool) -> (RadosLease, Set<String>)? {
         let name = def.name
-        let outcome: JobLeases.Outcome
+        let lease: RadosLease
         do {
-            outcome = try leases.take(spec)
+            guard let l = try tryLease(j, spec: spec, else: "not running it here") else { return nil }
+            lease = l
         } catch {
             log.error("\(name): cannot take the job's lease: \(error)")
             noteError(j, "cannot take the job's lease: \(error)")
             finish(j, ok: false, interrupted: false)
             wakeStatusWriter()
             return nil
-        }
-        let lease: RadosLease
-        switch outcome {
-        case .held(let other):
-            log.info("\(name): lease held by \(other); not running it here (looking again in \(Int(leasePoll)) s)")
-            skipped(j, holder: other, retryAt: Date().addingTimeInterval(leasePoll), history: nil)
-            return nil
-        case .taken(let l):
-            lease = l
         }
         // The history as it is now, whoever wrote it. An incomplete revision
         // belongs to a run that lost its lease (or died): fence it first, so
@@ -115,29 +107,37 @@ extension SchedulerDaemon {
     /// nil: not now (the drill is planned again and the worker is free).
     func takeDrillLease(_ j: JobState, spec: RadosStoreSpec) -> RadosLease? {
         let name = j.def.name
-        let outcome: JobLeases.Outcome
+        let lease: RadosLease
         do {
-            outcome = try leases.take(spec)
+            guard let l = try tryLease(j, spec: spec, else: "restore drill later") else { return nil }
+            lease = l
         } catch {
             log.error("\(name): cannot take the job's lease for its restore drill: \(error); trying again in \(Int(leasePoll)) s")
             skipped(j, holder: nil, retryAt: Date().addingTimeInterval(leasePoll), history: nil)
             return nil
         }
-        switch outcome {
+        cache.invalidate(jobPath: j.path)
+        let history = cache.history(jobPath: j.path)
+        if let interval = j.def.drillInterval, let last = history.lastDrill?.date,
+           Date().timeIntervalSince(last) < Double(interval) / 2 {
+            lease.release()
+            log.info("\(name): restore drill ran at \(Timestamp.format(last)); planning the next")
+            skipped(j, holder: nil, retryAt: nil, history: history)
+            return nil
+        }
+        return lease
+    }
+
+    /// Tries the job's lease once. nil when another node holds it: that
+    /// node runs the job; this one frees the worker and looks again in
+    /// `leasePoll` seconds (`doing`: what the log line says it does).
+    private func tryLease(_ j: JobState, spec: RadosStoreSpec, else doing: String) throws -> RadosLease? {
+        switch try leases.take(spec) {
         case .held(let other):
-            log.info("\(name): lease held by \(other); restore drill later (looking again in \(Int(leasePoll)) s)")
+            log.info("\(j.def.name): lease held by \(other); \(doing) (looking again in \(Int(leasePoll)) s)")
             skipped(j, holder: other, retryAt: Date().addingTimeInterval(leasePoll), history: nil)
             return nil
         case .taken(let lease):
-            cache.invalidate(jobPath: j.path)
-            let history = cache.history(jobPath: j.path)
-            if let interval = j.def.drillInterval, let last = history.lastDrill?.date,
-               Date().timeIntervalSince(last) < Double(interval) / 2 {
-                lease.release()
-                log.info("\(name): restore drill ran at \(Timestamp.format(last)); planning the next")
-                skipped(j, holder: nil, retryAt: nil, history: history)
-                return nil
-            }
             return lease
         }
     }

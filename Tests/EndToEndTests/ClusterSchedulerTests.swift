@@ -123,16 +123,23 @@ final class ClusterSchedulerTests: XCTestCase {
     }
 
     /// The shared configuration (the port is each node's own).
-    func configText(jobs: [String], images: String, lease: Int, interval: Int, workerLimit: Int = 2, nodes: [String: String] = [:]) -> String {
-        var text = """
+    /// The `global:` section of the nodes' configuration (each node puts
+    /// its own port for @PORT@); `store`: every job in RADOS.
+    func globalSection(lease: Int, workerLimit: Int = 2, store: Bool = true) -> String {
+        """
             global:
               base-dir: base
               worker-limit: \(workerLimit)
               status-interval: 1
               telnet-addrs: 127.0.0.1
               telnet-port: @PORT@
-              store: rados:\(ClusterSchedulerTests.pool)
-              lease: \(lease)s
+            \(store ? "  store: rados:\(ClusterSchedulerTests.pool)\n" : "")  lease: \(lease)s
+
+            """
+    }
+
+    func configText(jobs: [String], images: String, lease: Int, interval: Int, workerLimit: Int = 2, nodes: [String: String] = [:]) -> String {
+        var text = globalSection(lease: lease, workerLimit: workerLimit) + """
             schedules:
               fast:
                 slot: {interval: \(interval)s, keep: 200}
@@ -440,14 +447,7 @@ final class ClusterSchedulerTests: XCTestCase {
         func job(_ name: String, _ extra: String) -> String {
             "  \(name):\n    schedule: fast\n\(extra)    source: {type: file, filename: \(images)/\(name).img}\n"
         }
-        let text = """
-            global:
-              base-dir: base
-              worker-limit: 2
-              status-interval: 1
-              telnet-addrs: 127.0.0.1
-              telnet-port: @PORT@
-              lease: 3s
+        let text = globalSection(lease: 3, store: false) + """
             schedules:
               fast:
                 slot: {interval: 8s, keep: 100}
@@ -528,15 +528,7 @@ final class ClusterSchedulerTests: XCTestCase {
             XCTAssertEqual(r.code, 0, r.stderr)
         }
         let drill = Int(TestSlack.scaled(6.0))
-        let text = """
-            global:
-              base-dir: base
-              worker-limit: 2
-              status-interval: 1
-              telnet-addrs: 127.0.0.1
-              telnet-port: @PORT@
-              store: rados:\(pool)
-              lease: 3s
+        let text = globalSection(lease: 3) + """
             schedules:
               slow:
                 daily: {interval: 1d, keep: 2}

@@ -338,10 +338,12 @@ final class RadosStoreTests: XCTestCase {
         }
         let rec = Record()
         let env = cluster.env
+        /// Complete revisions only: the other directory's backup may have
+        /// just begun one (it is listed, incomplete, as the newest).
         @Sendable func ids(_ job: String) -> [String] {
             let st = E2E.backy(["-b", job, "status", "--json"], env: env)
             let o = (try? JSONSerialization.jsonObject(with: st.stdout) as? [String: Any]) ?? [:]
-            return ((o["revisions"] as? [[String: Any]]) ?? []).compactMap { $0["uuid"] as? String }
+            return ((o["revisions"] as? [[String: Any]]) ?? []).filter { ($0["complete"] as? Bool) == true }.compactMap { $0["uuid"] as? String }
         }
         let group = DispatchGroup()
         // a: change the image, back up, forget the oldest, purge.

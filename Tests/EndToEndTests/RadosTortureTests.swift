@@ -48,7 +48,10 @@ extension RadosStoreTests {
         // Until `kills` runs were killed (a run that finished first counts
         // as a finished run, not a kill).
         var k = 0, killedRuns = 0
-        while killedRuns < kills && k < kills * 4 {
+        // The shortest a run of each op took when it finished first: later
+        // kills of that op come before it (a quiet machine is quick).
+        var quickest: [String: UInt64] = [:]
+        while killedRuns < kills && k < kills * 8 {
             defer { k += 1 }
             // Each op once per round of four, in a random order.
             if k % ops.count == 0 { round = ops.shuffled(using: &rng) }
@@ -82,13 +85,19 @@ extension RadosStoreTests {
             p.environment = env
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
+            let started = DispatchTime.now().uptimeNanoseconds
             try p.run()
             // Up to about how long each takes here (some finish first).
-            let most: UInt64 = ["backup": 2_500_000, "purge": 300_000, "verify": 800_000, "copy": 1_200_000][op]!
+            let most = min(["backup": 2_500_000, "purge": 300_000, "verify": 800_000, "copy": 1_200_000][op]!,
+                           quickest[op].map { max(20_000, $0 * 9 / 10) } ?? .max)
             usleep(UInt32(rng.next() % most))
             let killed = p.isRunning
             if killed { kill(p.processIdentifier, SIGKILL); killedRuns += 1 }
             p.waitUntilExit()
+            if !killed {
+                let took = (DispatchTime.now().uptimeNanoseconds - started) / 1000
+                quickest[op] = min(quickest[op] ?? took, took)
+            }
             var c = counts[op] ?? (0, 0)
             if killed { c.killed += 1 } else { c.finished += 1 }
             counts[op] = c
