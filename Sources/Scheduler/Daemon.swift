@@ -630,6 +630,9 @@ public final class SchedulerDaemon: @unchecked Sendable {
         for s in services { s.stop() }
         stopHeartbeat()
         writeStatus()
+        // Shut the cluster connections down now (JobLeases.close).
+        leases.close()
+        RadosBackend.sharedConnections.with { $0 = nil }
         daemonLock?.unlock()
         log.info("Scheduler stopped")
     }

@@ -90,6 +90,18 @@ final class JobLeases: @unchecked Sendable {
         return io
     }
 
+    /// Drops the connection and its I/O contexts (at the scheduler's end,
+    /// once nothing runs): the last reference gone, librados shuts the
+    /// client down and joins its threads before the process exits, whose
+    /// static destructors those threads would otherwise race (a SIGSEGV
+    /// in MonClient::tick at exit, seen under TSan).
+    func close() {
+        mutex.lock()
+        contexts.removeAll()
+        cluster = nil
+        mutex.unlock()
+    }
+
     func forget(_ spec: RadosStoreSpec) {
         mutex.lock()
         contexts[spec.description] = nil
