@@ -296,21 +296,22 @@ final class ClusterSchedulerTests: XCTestCase {
         let nodes = ["a", "b", "c"].map { Node(self, name: "\(tag)\($0)", env: env) }
         let text = configText(jobs: jobs, images: images, lease: lease, interval: interval, workerLimit: 4)
         for n in nodes { n.start(text) }
-        // The first round.
-        XCTAssertTrue(E2E.wait(timeout: Double(interval) + 40) {
+        // The first round (waits widen with TestSlack: sanitized backups of
+        // 64 MiB are slow; the asserted failover bound does not).
+        XCTAssertTrue(E2E.wait(timeout: TestSlack.scaled(Double(interval) + 40)) {
             jobs.allSatisfy { runRecord($0)?["ok"] as? Bool == true }
         }, "every job ran once")
         // Node a runs two jobs (asked on its console), and is killed while they run.
         let a = nodes[0]
         // Two jobs no node runs right now.
         var victims: [String] = []
-        XCTAssertTrue(E2E.wait(timeout: Double(interval)) {
+        XCTAssertTrue(E2E.wait(timeout: TestSlack.scaled(Double(interval))) {
             victims = Array(jobs.filter { leaseHolders($0).isEmpty }.prefix(2))
             return victims.count == 2
         }, "two idle jobs")
         let before = a.events("took the job's lease").count
         for j in victims { XCTAssertTrue(a.console("run \(j)").contains("Triggered"), "run \(j) on \(a.name)") }
-        XCTAssertTrue(E2E.wait(timeout: 20) { a.events("took the job's lease").count >= before + 2 }, "a took both leases:\n\(a.logText.suffix(2000))")
+        XCTAssertTrue(E2E.wait(timeout: TestSlack.scaled(20.0)) { a.events("took the job's lease").count >= before + 2 }, "a took both leases:\n\(a.logText.suffix(2000))")
         XCTAssertTrue(victims.allSatisfy { leaseHolders($0) == [a.name] }, "a holds both leases: \(victims.map(leaseHolders))")
         let killed = Date()
         a.kill9()
@@ -337,7 +338,7 @@ final class ClusterSchedulerTests: XCTestCase {
         // Restarted, it takes work again.
         let restarted = Date()
         a.start(text)
-        XCTAssertTrue(E2E.wait(timeout: Double(3 * interval)) { a.events("took the job's lease").count > before + 2 },
+        XCTAssertTrue(E2E.wait(timeout: TestSlack.scaled(Double(3 * interval))) { a.events("took the job's lease").count > before + 2 },
                       "the restarted node takes work again")
         print("restarted node's first lease after \(String(format: "%.1f", Date().timeIntervalSince(restarted))) s")
         for n in nodes { XCTAssertEqual(n.stop(), 0, "\(n.name) stops cleanly") }
