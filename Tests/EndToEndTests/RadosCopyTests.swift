@@ -186,7 +186,12 @@ extension RadosStoreTests {
         let store = "rados:\(RadosStoreTests.pool)/\(ns)"
         let attached = d + "/attached"
         var kills = 0
-        for _ in 0..<4 {
+        let logPath = job + "/backy.log"
+        func copiedLines() -> Int {
+            ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: "Copied revision ").count - 1
+        }
+        for round in 0..<4 {
+            let copiedBefore = copiedLines()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: E2E.binary)
             p.arguments = ["-b", job, "copy", "--to", store]
@@ -197,7 +202,15 @@ extension RadosStoreTests {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            usleep(UInt32(100_000 + rng.next() % 1_400_000))
+            if round == 0 {
+                // The first run dies right after it logged its first
+                // revision, in the middle of the copy, however fast the
+                // machine; the later ones at seeded random moments.
+                let deadline = Date().addingTimeInterval(60)
+                while p.isRunning && copiedLines() == copiedBefore && Date() < deadline { usleep(2_000) }
+            } else {
+                usleep(UInt32(100_000 + rng.next() % 1_400_000))
+            }
             if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
             p.waitUntilExit()
             // Whatever the target shows is complete and whole.
