@@ -100,6 +100,9 @@ public final class Job: Sendable {
     public struct ScanResult: Sendable {
         public var revisions: [Revision] = []
         public var ignored: [(name: String, reason: String)] = []
+        /// The listing the scan read (every well-formed revision and map
+        /// id, readable or not).
+        public var listing = RevisionListing()
 
         /// One line naming the ignored files (nil if none).
         public var ignoredSummary: String? {
@@ -118,6 +121,7 @@ public final class Job: Sendable {
         var seen = Set<String>()
         var out = ScanResult()
         let listing = try backend.listRevisions()
+        out.listing = listing
         out.ignored = listing.ignored
         for stem in listing.ids {
             let name = stem + ".rev"
@@ -144,13 +148,16 @@ public final class Job: Sendable {
     private let warnedIgnored = Locked<String?>(nil)
 
     /// `scanReport`'s revisions; ignored files are logged in one warning.
-    public func scan() throws -> [Revision] {
+    public func scan() throws -> [Revision] { try scanLogged().revisions }
+
+    /// `scanReport`, its ignored files logged in one warning.
+    private func scanLogged() throws -> ScanResult {
         let r = try scanReport()
         if let line = r.ignoredSummary {
             let first = warnedIgnored.with { w -> Bool in defer { w = line }; return w != line }
             if first { log.warning("\(name): \(line)") }
         }
-        return r.revisions
+        return r
     }
 
     /// Complete revisions, oldest first.
@@ -252,12 +259,15 @@ public final class Job: Sendable {
     @discardableResult
     public func removeIncomplete() throws -> [String] {
         var removed: [String] = []
-        for r in try scan() where !r.isComplete {
+        let scanned = try scanLogged()
+        for r in scanned.revisions where !r.isComplete {
             log.info("Removing incomplete revision \(r.id)")
             try removeRevision(r.id)
             removed.append(r.id)
         }
-        try removeOrphanMaps()
+        // The same listing names the maps (in RADOS one listing of the
+        // namespace serves both).
+        try removeOrphanMaps(scanned.listing, skipping: Set(removed))
         // Leftovers of interrupted metadata writes whose writer is gone.
         try backend.removeStaleTemporaries()
         return removed
@@ -269,21 +279,15 @@ public final class Job: Sendable {
     /// lease after the next holder removed its revision (docs/rados.md).
     /// Only under the job's backup lock: a backup creates its revision
     /// before its map, and a copy holds the lock, so no writer is between
-    /// the two. A revision listed after its map is looked up again.
-    /// Returns the revision ids whose maps went.
+    /// the two. `listing` is a listing taken under that lock; a map whose
+    /// revision it lacks is looked up again (a revision listed after its
+    /// map). `skipping`: revisions removed since the listing. Returns the
+    /// revision ids whose maps went.
     @discardableResult
-    public func removeOrphanMaps() throws -> [String] {
-        var revisions = Set<String>()
-        var maps: [String] = []
-        for object in try backend.listReferenceObjects() {
-            switch object {
-            case .revision(let id): revisions.insert(id)
-            case .map(let id): maps.append(id)
-            default: break
-            }
-        }
+    public func removeOrphanMaps(_ listing: RevisionListing, skipping: Set<String> = []) throws -> [String] {
+        let revisions = Set(listing.ids).union(skipping)
         var removed: [String] = []
-        for id in maps where !revisions.contains(id) {
+        for id in listing.maps where !revisions.contains(id) {
             let map = backend.location(of: .map(id))
             do {
                 guard try backend.version(of: .revision(id)) == nil else { continue }

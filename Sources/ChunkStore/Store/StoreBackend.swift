@@ -179,6 +179,10 @@ public struct ObjectVersion: Hashable, Sendable {
 public struct RevisionListing: Sendable {
     /// Ids of revision objects (well-formed ids only).
     public var ids: [String] = []
+    /// Ids of map objects (well-formed ids only), from the same listing:
+    /// a map without a revision in `ids` may be an orphan
+    /// (`Job.removeOrphanMaps`).
+    public var maps: [String] = []
     /// Names that look like revision metadata but cannot be (not a
     /// revision id, not a plain object), with the reason.
     public var ignored: [(name: String, reason: String)] = []

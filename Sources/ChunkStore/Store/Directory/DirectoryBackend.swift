@@ -160,7 +160,13 @@ public final class DirectoryBackend: StoreBackend, Sendable {
     /// the reason.
     public func listRevisions() throws -> RevisionListing {
         var out = RevisionListing()
-        for name in try Posix.listDirectory(jobPath) where name.hasSuffix(".rev") && !name.hasPrefix(".") {
+        for name in try Posix.listDirectory(jobPath) where !name.hasPrefix(".") {
+            if name.hasSuffix(".map") {
+                let stem = String(name.dropLast(4))
+                if RevisionID.isWellFormed(stem) { out.maps.append(stem) }
+                continue
+            }
+            guard name.hasSuffix(".rev") else { continue }
             let p = jobPath + "/" + name
             var st = stat()
             guard lstat(p, &st) == 0 else {

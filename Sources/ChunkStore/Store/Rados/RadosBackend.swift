@@ -236,6 +236,7 @@ public final class RadosBackend: StoreBackend, @unchecked Sendable {
         let l = try listNamespace()
         var out = RevisionListing()
         out.ids = l.revisions
+        out.maps = l.maps
         out.ignored = l.ignoredRevisions
         return out
     }
