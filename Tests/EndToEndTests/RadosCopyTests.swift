@@ -192,16 +192,7 @@ extension RadosStoreTests {
         }
         for round in 0..<4 {
             let copiedBefore = copiedLines()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: E2E.binary)
-            p.arguments = ["-b", job, "copy", "--to", store]
-            var env = ProcessInfo.processInfo.environment
-            for (k, v) in cluster.env { env[k] = v }
-            env["BACKY_THREADS"] = "1"
-            p.environment = env
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
+            let p = try startBacky(["-b", job, "copy", "--to", store])
             if round == 0 {
                 // The first run dies right after it logged its first
                 // revision, in the middle of the copy, however fast the

@@ -104,18 +104,25 @@ final class RadosStoreTests: XCTestCase {
     /// Starts `backy -b JOB backup daily` with one worker thread (so it
     /// runs a while); its stderr goes to the returned pipe.
     func startBackup(_ job: String) throws -> (Process, Pipe) {
+        let errPipe = Pipe()
+        return (try startBacky(["-b", job, "backup", "daily"], stderr: errPipe), errPipe)
+    }
+
+    /// Starts `backy ARGS` against the test cluster, one worker thread (so
+    /// a kill lands in the middle), stdout discarded, stderr to `stderr`
+    /// (or discarded).
+    func startBacky(_ args: [String], stderr: Pipe? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: E2E.binary)
-        p.arguments = ["-b", job, "backup", "daily"]
+        p.arguments = args
         var env = ProcessInfo.processInfo.environment
         for (k, v) in cluster.env { env[k] = v }
         env["BACKY_THREADS"] = "1"
         p.environment = env
-        let errPipe = Pipe()
-        p.standardError = errPipe
+        if let stderr { p.standardError = stderr } else { p.standardError = FileHandle.nullDevice }
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        return (p, errPipe)
+        return p
     }
 
     /// Sets `lock-duration` in a RADOS job's local config.

@@ -76,17 +76,8 @@ extension RadosStoreTests {
             default: args += ["copy", "--to", "rados:\(RadosStoreTests.pool)/\(ns2)"]
             }
             let before = Set(complete(job))
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: E2E.binary)
-            p.arguments = args
-            var env = ProcessInfo.processInfo.environment
-            for (key, v) in cluster.env { env[key] = v }
-            env["BACKY_THREADS"] = "1"
-            p.environment = env
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
             let started = DispatchTime.now().uptimeNanoseconds
-            try p.run()
+            let p = try startBacky(args)
             // Up to about how long each takes here (some finish first).
             let most = min(["backup": 2_500_000, "purge": 300_000, "verify": 800_000, "copy": 1_200_000][op]!,
                            quickest[op].map { max(20_000, $0 * 9 / 10) } ?? .max)
