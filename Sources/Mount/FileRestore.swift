@@ -170,7 +170,9 @@ public enum FileRestore {
     /// Where `get` puts `source`: `dest` itself, or inside it if it is a
     /// directory; nil dest means the current directory. Refuses to replace
     /// anything that exists.
-    public static func destination(for source: String, dest: String?) throws -> String {
+    /// Refuses the job directory `jobPath` and any other backy job
+    /// directory too (where a file could pass for a chunk or a map).
+    public static func destination(for source: String, dest: String?, jobPath: String? = nil) throws -> String {
         let base = (source as NSString).lastPathComponent
         var target = dest ?? "."
         if Posix.isDirectory(target) {
@@ -184,6 +186,14 @@ public enum FileRestore {
         }
         var lst = stat()
         if lstat(target, &lst) == 0 { throw BackyError(.usage, "\(target) exists; it is not overwritten") }
+        if let real = Posix.resolve(target) {
+            if let job = jobPath.flatMap({ Posix.realpath($0) }), real == job || real.hasPrefix(job + "/") {
+                throw BackyError(.usage, "refusing to copy to \(target): it is \(real), inside the job directory \(job)")
+            }
+            if let job = DirectoryBackend.enclosingJob(of: real) {
+                throw BackyError(.usage, "refusing to copy to \(target): it is \(real), inside the backy job directory \(job)")
+            }
+        }
         return target
     }
 

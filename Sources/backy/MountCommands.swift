@@ -284,7 +284,7 @@ struct GetCommand: ParsableCommand {
         discussion: """
             PATH as for `backy files`. DEST: a new name, an existing directory to copy into, or - \
             for a file's bytes on stdout; default: the current directory. Nothing existing is \
-            overwritten. Copies keep mode (set-user/group-ID bits dropped) and modification time, \
+            overwritten, and nothing is written into a job directory. Copies keep mode (set-user/group-ID bits dropped) and modification time, \
             recreate symbolic links (never followed out of the revision), and skip device nodes, \
             FIFOs and sockets. Exit 0 copied, 1 error (also when single files could not be read; \
             the others are copied).
@@ -317,7 +317,7 @@ struct GetCommand: ParsableCommand {
                 return 0
             }
             let src = try FileRestore.resolve(root: target.root, target.path, followLast: false)
-            let dst = try FileRestore.destination(for: src, dest: dest)
+            let dst = try FileRestore.destination(for: src, dest: dest, jobPath: g.jobDir)
             let r = try FileRestore.copy(src, to: dst)
             for s in r.skipped { log.warning("Not copied (device, FIFO or socket): \(s.dropFirst(target.root.count))") }
             for (p, why) in r.failed { log.error("Not copied: \(p.dropFirst(target.root.count)): \(why)") }

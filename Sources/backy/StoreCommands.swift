@@ -16,8 +16,10 @@ struct CopyCommand: ParsableCommand {
             revision (or the one -r names) the target lacks, oldest first, keeping ids, timestamps, tags and \
             trust; every chunk written is read back and its hash checked before the revision's map and metadata \
             are written. Resumable (run it again after an interruption) and idempotent (a second run copies \
-            nothing). Refuses revisions written by backy 2.x (run `backy upgrade` first), the job's own store, \
-            and a target whose job has another source unless --force. Prints one line per revision copied; \
+            nothing; a target revision whose map is missing or damaged is written again). Refuses revisions \
+            written by backy 2.x (run `backy upgrade` first), the job's own store, a directory inside a job \
+            directory or holding the job's, a non-empty directory that is no backy job, and a target whose job \
+            has another source unless --force. Prints one line per revision copied; \
             exit 0 when done.
             """)
     @OptionGroup var global: GlobalOptions

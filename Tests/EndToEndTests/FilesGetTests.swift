@@ -127,6 +127,20 @@ final class FilesGetTests: XCTestCase {
         for f in MountFixture.regularFiles(t + "/level0") {
             XCTAssertEqual(E2E.run("/usr/bin/cmp", [cwd + "/level0/" + f, t + "/level0/" + f]).code, 0, f)
         }
+        // Never into a job directory (this one's or another's), however
+        // the destination is spelled: a file there could pass for a chunk,
+        // a map or a revision.
+        let file = MountFixture.regularFiles(t + "/level0").first!
+        let chunkDir = job + "/chunks/" + (try FileManager.default.contentsOfDirectory(atPath: job + "/chunks")).filter { !$0.hasPrefix(".") }.sorted().first!
+        let before = Set(E2E.files(in: job, suffix: ""))
+        for dest in [job, job + "/stolen", d + "/here/../" + (job as NSString).lastPathComponent + "/x",
+                     chunkDir + "/" + String(repeating: "ab", count: 32) + ".chunk"] {
+            let r = E2E.backy(["-b", job, "get", "/level0/" + file, dest])
+            XCTAssertEqual(r.code, 1, "\(dest): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("Error: ") }.count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("Error: refusing to copy to "), r.stderr)
+        }
+        XCTAssertEqual(Set(E2E.files(in: job, suffix: "")), before, "nothing new in the job directory")
         assertNothingLeft(job)
     }
 

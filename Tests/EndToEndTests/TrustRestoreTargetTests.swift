@@ -52,6 +52,40 @@ final class TrustRestoreTargetTests: XCTestCase {
         XCTAssertTrue(json.out.contains("\"damage\" : null"), json.out)
     }
 
+    /// A dangling symlink that leads into a job directory (a chunk name
+    /// not stored yet): refused before anything is created there, the
+    /// operator's symlink kept; a dangling symlink to a fine place is
+    /// followed and the file it names created.
+    func testRestoreThroughADanglingSymlinkCreatesNothingInAJob() throws {
+        func lexists(_ p: String) -> Bool { var st = stat(); return lstat(p, &st) == 0 }
+        let t = Trust.job(self, mib: 5)
+        let other = Trust.job(self, mib: 5, seed: Trust.seed &+ 77)
+        let chunkName = String(repeating: "ab", count: 32) + ".chunk"
+        let sub = (Trust.chunkFiles(t.job)[0] as NSString).deletingLastPathComponent
+        let otherSub = (Trust.chunkFiles(other.job)[0] as NSString).deletingLastPathComponent
+        for (k, dest) in [sub + "/" + chunkName, otherSub + "/" + chunkName, t.job + "/new.map"].enumerated() {
+            let link = t.dir + "/dangling-\(k)"
+            XCTAssertEqual(symlink(dest, link), 0)
+            let r = E2E.backy(["-b", t.job, "restore", link])
+            XCTAssertEqual(r.code, 1, r.stderr)
+            XCTAssertEqual(Trust.errorLines(r.stderr).count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("Error: refusing to restore to \(link): it is \(dest), inside "), r.stderr)
+            XCTAssertFalse(lexists(dest), "nothing created at \(dest)")
+            XCTAssertTrue(lexists(link), "the symlink \(link) is kept")
+        }
+        let fine = t.dir + "/fine.img", link = t.dir + "/to-fine"
+        XCTAssertEqual(symlink(fine, link), 0)
+        let r = E2E.backy(["-b", t.job, "restore", link])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(E2E.sha256(file: fine), t.sha[0])
+        XCTAssertTrue(lexists(link))
+        // Both jobs still back up and restore bit-exact.
+        for j in [t, other] {
+            XCTAssertEqual(E2E.backy(["-b", j.job, "backup", "daily"]).code, 0)
+            XCTAssertEqual(E2E.sha256(E2E.backy(["-b", j.job, "restore", "-"]).stdout), E2E.sha256(file: j.img))
+        }
+    }
+
     func testRestoreOverwritesANonEmptyFileOnlyWithForce() throws {
         let t = Trust.job(self, mib: 5)
         let out = t.dir + "/restored.img"

@@ -207,6 +207,29 @@ public enum Posix {
         return nil
     }
 
+    /// The absolute path `path` would have once created: the real path of
+    /// its longest existing part (symlinks and `..` resolved there), then
+    /// the rest with `.` and `..` taken by name (`JOB/new/..` is JOB).
+    public static func canonicalPath(_ path: String, cwd: String = FileManager.default.currentDirectoryPath) -> String {
+        let p = path.hasPrefix("/") ? path : cwd + "/" + path
+        if let r = resolve(p, cwd: cwd) { return r }
+        var acc = "/"
+        var existing = true
+        for comp in p.split(separator: "/").map(String.init) where comp != "." {
+            let next = acc == "/" ? "/" + comp : acc + "/" + comp
+            if existing, let r = realpath(next) {
+                acc = r
+            } else if comp == ".." {
+                acc = (acc as NSString).deletingLastPathComponent
+                if acc.isEmpty { acc = "/" }
+            } else {
+                existing = false
+                acc = next
+            }
+        }
+        return acc
+    }
+
     /// Size limits of files read whole (a hostile or damaged file fails
     /// with one line instead of filling memory).
     public enum Limit {

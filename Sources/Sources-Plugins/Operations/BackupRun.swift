@@ -29,7 +29,7 @@ public enum BackupRun {
         }
         let lock = job.lock(.backup)
         guard try lock.tryLock(.exclusive) else {
-            throw BackyError(.locked, "another backup of \(job.path) is running (\(lock.path) is locked)")
+            throw BackyError(.locked, "another backup of \(job.path) (or a copy into it, or an expiry) is running (\(lock.path) is locked)")
         }
         defer { lock.unlock() }
         log.debug("Holding \(lock.path) (exclusive): no other backup or expiry of this job runs")

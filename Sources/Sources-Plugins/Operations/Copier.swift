@@ -63,8 +63,7 @@ public final class Copier {
                 self = .rados(try RadosStoreSpec.parse(s, defaultNamespace: job.name))
             } else {
                 guard !s.isEmpty else { throw BackyError(.usage, "empty store name (expected rados:POOL[/NAMESPACE] or a directory)") }
-                let abs = s.hasPrefix("/") ? s : FileManager.default.currentDirectoryPath + "/" + s
-                self = .directory(Posix.realpath(abs) ?? abs)
+                self = .directory(Posix.canonicalPath(s))
             }
         }
 
@@ -114,6 +113,9 @@ public final class Copier {
         case .directory(let d):
             let cfg = d + "/config"
             let own = d == job.path
+            if !own {
+                try checkDirectoryTarget(d, of: job)
+            }
             if !own, Posix.linkStatus(cfg) != nil {
                 let local = try Job.parseConfig(try Posix.readFile(cfg, limit: Posix.Limit.metadata), source: cfg)
                 if let r = try StoreFactory.radosStore(config: local, configPath: cfg) {
@@ -141,8 +143,29 @@ public final class Copier {
         }
     }
 
+    /// Refuses a directory target inside the job's directory or any backy
+    /// job directory, one that holds the job's directory, and an existing
+    /// directory with files that is not a backy job directory.
+    static func checkDirectoryTarget(_ d: String, of job: Job) throws {
+        let jobPath = Posix.realpath(job.path) ?? job.path
+        if d.hasPrefix(jobPath + "/") {
+            throw BackyError(.usage, "\(d) is inside the job directory \(jobPath); a copy goes to a directory of its own")
+        }
+        if jobPath.hasPrefix(d == "/" ? "/" : d + "/") {
+            throw BackyError(.usage, "\(d) holds the job directory \(jobPath); a copy goes to a directory of its own")
+        }
+        if let other = DirectoryBackend.enclosingJob(of: d) {
+            throw BackyError(.usage, "\(d) is inside the backy job directory \(other); a copy goes to a directory of its own")
+        }
+        if Posix.linkStatus(d + "/config") == nil, Posix.isDirectory(d),
+           let names = try? Posix.listDirectory(d), !names.isEmpty {
+            throw BackyError(.usage, "\(d) is not a backy job directory and is not empty (\(names.count == 1 ? "1 entry" : "\(names.count) entries")); copy to a new or empty directory, or to a job directory")
+        }
+    }
+
     /// The complete revisions of a store, by id (unreadable metadata is
-    /// not a revision).
+    /// not a revision, nor is one whose map is missing or damaged: a copy
+    /// writes its map and metadata again).
     public static func completeRevisions(of store: StoreBackend) throws -> [String: Revision] {
         var out: [String: Revision] = [:]
         for id in try store.listRevisions().ids {
@@ -150,6 +173,7 @@ public final class Copier {
                   let text = String(validating: bytes, as: UTF8.self),
                   let rev = try? Revision.parse(text, path: store.location(of: .revision(id))),
                   rev.id == id, rev.isComplete else { continue }
+            if rev.backend == .native, (try? store.readMapHeader(.map(id))) == nil { continue }
             out[id] = rev
         }
         return out

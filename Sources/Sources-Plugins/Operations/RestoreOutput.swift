@@ -21,6 +21,9 @@ final class OutputFile: @unchecked Sendable {
     let isRegular: Bool
     let isBlock: Bool
     let created: Bool
+    /// The file this restore created (where a symlink led), removed again
+    /// if the restore fails.
+    let createdPath: String
     let size: UInt64
     private var finished = false
     /// Cleared when the target turns out not to take direct writes.
@@ -51,11 +54,15 @@ final class OutputFile: @unchecked Sendable {
             isRegular = false
             isBlock = false
             created = false
+            createdPath = ""
         case .path(let p):
             name = p
             if let st = Posix.status(p), (st.st_mode & S_IFMT) == S_IFDIR {
                 throw BackyError(.usage, "restore target \(p) is a directory")
             }
+            // Where it leads is checked before anything is created; then,
+            // on the opened descriptor, what it really is.
+            try policy.checkBeforeOpening(p)
             // Create it if it is new (then it is ours), else open what is
             // there without changing it; check it before writing anything.
             var f = Glibc.open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -70,16 +77,20 @@ final class OutputFile: @unchecked Sendable {
                 }
             }
             if f < 0 { throw BackyError.posix("cannot open restore target \(p)") }
+            // What this restore created (through a symlink: the file it
+            // points to, not the link) goes again if the restore fails.
+            let madePath = made ? (RestoreTargetPolicy.pathOf(fd: f) ?? Posix.resolve(p) ?? p) : p
             do {
                 try policy.check(fd: f, name: p, created: made)
             } catch {
                 close(f)
-                if made { unlink(p) }
+                if made { unlink(madePath) }
                 throw error
             }
             _ = fcntl(f, F_SETFL, fcntl(f, F_GETFL) & ~O_NONBLOCK)
             fd = f
             created = made
+            createdPath = madePath
             isStream = false
             var st2 = stat()
             fstat(f, &st2)
@@ -90,7 +101,7 @@ final class OutputFile: @unchecked Sendable {
                 if ftruncate(f, 0) != 0 || ftruncate(f, off_t(size)) != 0 {
                     let e = BackyError.posix("cannot size restore target \(p)")
                     close(f)
-                    if created { unlink(p) }
+                    if created { unlink(createdPath) }
                     throw e
                 }
             }
@@ -198,6 +209,6 @@ final class OutputFile: @unchecked Sendable {
         if directFd >= 0 { close(directFd) }
         close(fd)
         finished = true
-        if created, !isStream { unlink(name) }
+        if created, !isStream { unlink(createdPath) }
     }
 }

@@ -39,16 +39,9 @@ public struct RestoreTargetPolicy: Sendable {
         guard fstat(fd, &st) == 0 else { throw BackyError.posix("cannot stat restore target \(name)") }
         let kind = st.st_mode & S_IFMT
         let real = RestoreTargetPolicy.pathOf(fd: fd) ?? Posix.resolve(name) ?? name
-        if !jobPath.isEmpty {
-            if real == jobPath || real.hasPrefix(jobPath + "/") {
-                throw refuse(name, "it is \(real), inside the job directory \(jobPath)")
-            }
-            if kind == S_IFREG, st.st_nlink > 1, let other = RestoreTargetPolicy.hardLink(of: st, in: jobPath) {
-                throw refuse(name, "it is a hard link of \(other) in the job directory")
-            }
-        }
-        if let dir = RestoreTargetPolicy.enclosingJob(of: real) {
-            throw refuse(name, "it is \(real), inside the backy job directory \(dir)")
+        try checkLocation(real, name: name)
+        if !jobPath.isEmpty, kind == S_IFREG, st.st_nlink > 1, let other = RestoreTargetPolicy.hardLink(of: st, in: jobPath) {
+            throw refuse(name, "it is a hard link of \(other) in the job directory")
         }
         if let src = sourcePath, let s = Posix.status(src) {
             let same = (kind == S_IFREG && (s.st_mode & S_IFMT) == S_IFREG && s.st_dev == st.st_dev && s.st_ino == st.st_ino)
@@ -57,6 +50,25 @@ public struct RestoreTargetPolicy: Sendable {
         }
         if kind == S_IFREG && !created && st.st_size > 0 && !force {
             throw refuse(name, "it exists and holds \(st.st_size) bytes; give --force to overwrite it")
+        }
+    }
+
+    /// Checks where `name` leads (following symlinks, also dangling ones)
+    /// before anything is opened or created there: a restore through a
+    /// symlink into a job directory must not even create an empty file
+    /// (a backup beside it would take an empty chunk file for a chunk).
+    public func checkBeforeOpening(_ name: String) throws {
+        if let real = Posix.resolve(name) { try checkLocation(real, name: name) }
+    }
+
+    /// Refuses `real` (a real path) inside this job's directory or inside
+    /// any backy job directory.
+    func checkLocation(_ real: String, name: String) throws {
+        if !jobPath.isEmpty && (real == jobPath || real.hasPrefix(jobPath + "/")) {
+            throw refuse(name, "it is \(real), inside the job directory \(jobPath)")
+        }
+        if let dir = RestoreTargetPolicy.enclosingJob(of: real) {
+            throw refuse(name, "it is \(real), inside the backy job directory \(dir)")
         }
     }
 
@@ -97,17 +109,8 @@ public struct RestoreTargetPolicy: Sendable {
         return s.hasPrefix("/") && !s.hasSuffix(" (deleted)") ? s : nil
     }
 
-    /// The nearest directory above `path` that is a backy job directory,
-    /// if any.
-    static func enclosingJob(of path: String) -> String? {
-        var dir = (path as NSString).deletingLastPathComponent
-        while !dir.isEmpty {
-            if DirectoryBackend.isJobDirectory(dir) { return dir }
-            if dir == "/" { break }
-            dir = (dir as NSString).deletingLastPathComponent
-        }
-        return nil
-    }
+    /// The nearest directory above `path` that is a backy job directory.
+    static func enclosingJob(of path: String) -> String? { DirectoryBackend.enclosingJob(of: path) }
 
     /// A file of the job's store that is the same inode as `st`.
     static func hardLink(of st: stat, in job: String) -> String? {

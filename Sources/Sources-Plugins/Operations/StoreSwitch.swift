@@ -29,7 +29,8 @@ public enum StoreSwitch {
             return Result(from: current.description, to: spec.description, revisionsThere: try job.history().count, missing: [], unchanged: true)
         }
         if case .directory(let d) = spec, d != job.path {
-            throw BackyError(.usage, "a directory store is the job directory itself: \(d) is another job directory (use it as -b, or `backy set-store \(job.path)` after `backy copy --to \(job.path)`)")
+            let what = DirectoryBackend.isJobDirectory(d) ? "another job directory (use it as -b)" : "not the job directory"
+            throw BackyError(.usage, "a directory store is the job directory itself (\(job.path)); \(d) is \(what); to move a RADOS job back to its directory: `backy copy --to \(job.path)`, then `backy set-store \(job.path)`")
         }
         let lock = job.lock(.backup)
         guard try lock.tryLock(.exclusive) else {

@@ -54,6 +54,18 @@ public final class DirectoryBackend: StoreBackend, Sendable {
         return Posix.isDirectory(dir + "/" + DirectoryChunks.directoryName)
     }
 
+    /// The nearest directory above `path` (a real path) that is a backy
+    /// job directory, if any: restore, `get` and `copy` never write there.
+    public static func enclosingJob(of path: String) -> String? {
+        var dir = (path as NSString).deletingLastPathComponent
+        while !dir.isEmpty {
+            if isJobDirectory(dir) { return dir }
+            if dir == "/" { break }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return nil
+    }
+
     /// A file in the job directory at `jobPath` (its top level, `.pins`,
     /// the chunk subdirectories) that is the same inode as `st`: a restore
     /// must not write through a hard link into the store.
