@@ -186,13 +186,9 @@ public enum FileRestore {
         }
         var lst = stat()
         if lstat(target, &lst) == 0 { throw BackyError(.usage, "\(target) exists; it is not overwritten") }
-        if let real = Posix.resolve(target) {
-            if let job = jobPath.flatMap({ Posix.realpath($0) }), real == job || real.hasPrefix(job + "/") {
-                throw BackyError(.usage, "refusing to copy to \(target): it is \(real), inside the job directory \(job)")
-            }
-            if let job = DirectoryBackend.enclosingJob(of: real) {
-                throw BackyError(.usage, "refusing to copy to \(target): it is \(real), inside the backy job directory \(job)")
-            }
+        if let real = Posix.resolve(target),
+           let j = DirectoryBackend.jobDirectory(containing: real, own: jobPath.flatMap { Posix.realpath($0) }) {
+            throw BackyError(.usage, "refusing to copy to \(target): it is \(real), inside the \(j.isOwn ? "" : "backy ")job directory \(j.path)")
         }
         return target
     }

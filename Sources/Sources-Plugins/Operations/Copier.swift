@@ -147,15 +147,11 @@ public final class Copier {
     /// job directory, one that holds the job's directory, and an existing
     /// directory with files that is not a backy job directory.
     static func checkDirectoryTarget(_ d: String, of job: Job) throws {
-        let jobPath = Posix.realpath(job.path) ?? job.path
-        if d.hasPrefix(jobPath + "/") {
-            throw BackyError(.usage, "\(d) is inside the job directory \(jobPath); a copy goes to a directory of its own")
+        if let j = DirectoryBackend.jobDirectory(containing: d, own: job.path) {
+            throw BackyError(.usage, "\(d) is inside the \(j.isOwn ? "" : "backy ")job directory \(j.path); a copy goes to a directory of its own")
         }
-        if jobPath.hasPrefix(d == "/" ? "/" : d + "/") {
-            throw BackyError(.usage, "\(d) holds the job directory \(jobPath); a copy goes to a directory of its own")
-        }
-        if let other = DirectoryBackend.enclosingJob(of: d) {
-            throw BackyError(.usage, "\(d) is inside the backy job directory \(other); a copy goes to a directory of its own")
+        if job.path.hasPrefix(d == "/" ? "/" : d + "/") {
+            throw BackyError(.usage, "\(d) holds the job directory \(job.path); a copy goes to a directory of its own")
         }
         if Posix.linkStatus(d + "/config") == nil, Posix.isDirectory(d),
            let names = try? Posix.listDirectory(d), !names.isEmpty {

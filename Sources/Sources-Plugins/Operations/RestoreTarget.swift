@@ -64,11 +64,8 @@ public struct RestoreTargetPolicy: Sendable {
     /// Refuses `real` (a real path) inside this job's directory or inside
     /// any backy job directory.
     func checkLocation(_ real: String, name: String) throws {
-        if !jobPath.isEmpty && (real == jobPath || real.hasPrefix(jobPath + "/")) {
-            throw refuse(name, "it is \(real), inside the job directory \(jobPath)")
-        }
-        if let dir = RestoreTargetPolicy.enclosingJob(of: real) {
-            throw refuse(name, "it is \(real), inside the backy job directory \(dir)")
+        if let j = DirectoryBackend.jobDirectory(containing: real, own: jobPath) {
+            throw refuse(name, "it is \(real), inside the \(j.isOwn ? "" : "backy ")job directory \(j.path)")
         }
     }
 
@@ -86,7 +83,7 @@ public struct RestoreTargetPolicy: Sendable {
             if !jobPath.isEmpty && (real == jobPath || real.hasPrefix(jobPath + "/")) {
                 throw BackyError(.usage, "refusing to write the damage report to \(path): it is \(real), inside the job directory \(jobPath) (name it restore-damage-….json there, or put it elsewhere)")
             }
-            if let job = RestoreTargetPolicy.enclosingJob(of: real) {
+            if let job = DirectoryBackend.enclosingJob(of: real) {
                 throw BackyError(.usage, "refusing to write the damage report to \(path): it is inside the backy job directory \(job)")
             }
         }
@@ -108,9 +105,6 @@ public struct RestoreTargetPolicy: Sendable {
         let s = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return s.hasPrefix("/") && !s.hasSuffix(" (deleted)") ? s : nil
     }
-
-    /// The nearest directory above `path` that is a backy job directory.
-    static func enclosingJob(of path: String) -> String? { DirectoryBackend.enclosingJob(of: path) }
 
     /// A file of the job's store that is the same inode as `st`.
     static func hardLink(of st: stat, in job: String) -> String? {

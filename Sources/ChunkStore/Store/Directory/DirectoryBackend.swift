@@ -54,8 +54,16 @@ public final class DirectoryBackend: StoreBackend, Sendable {
         return Posix.isDirectory(dir + "/" + DirectoryChunks.directoryName)
     }
 
+    /// The job directory `real` (a real path) lies in, where restore, `get`
+    /// and `copy` never write: `own` (a job's real path) if `real` is it or
+    /// inside it, else the nearest backy job directory above `real`.
+    public static func jobDirectory(containing real: String, own: String?) -> (path: String, isOwn: Bool)? {
+        if let own, !own.isEmpty, real == own || real.hasPrefix(own + "/") { return (own, true) }
+        return enclosingJob(of: real).map { ($0, false) }
+    }
+
     /// The nearest directory above `path` (a real path) that is a backy
-    /// job directory, if any: restore, `get` and `copy` never write there.
+    /// job directory, if any.
     public static func enclosingJob(of path: String) -> String? {
         var dir = (path as NSString).deletingLastPathComponent
         while !dir.isEmpty {
